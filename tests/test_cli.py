@@ -1,0 +1,56 @@
+"End-to-end runs of the `anomaly-fastai` console script in a fresh process, as a user types them."
+import csv, subprocess, sys
+from pathlib import Path
+import pytest
+from anomaly_fastai.data import sample_path
+
+def run(*args, ok=True):
+    r = subprocess.run(['anomaly-fastai', *map(str, args)], capture_output=True, text=True)
+    if ok: assert r.returncode == 0, r.stderr
+    return r
+
+@pytest.fixture(scope='module')
+def model(tmp_path_factory):
+    d = tmp_path_factory.mktemp('cli')/'model'
+    run('fit', '--out', d)
+    assert (d/'config.json').is_file() and (d/'state.pt').is_file()
+    return d
+
+def test_bench_prints_table_and_writes_heatmaps(tmp_path):
+    r = run('bench', '--out', tmp_path/'b', '--heatmaps', '2')
+    assert 'image_auroc' in r.stdout and 'Mean' in r.stdout
+    assert (tmp_path/'b'/'results.csv').is_file() and (tmp_path/'b'/'results.md').is_file()
+    assert len(list((tmp_path/'b'/'heatmaps'/'bottle').glob('*.png'))) == 2
+
+def test_test_and_predict_in_fresh_processes(model, tmp_path):
+    run('test', '--model', model, '--out', tmp_path/'t', '--heatmaps', '1')
+    rows = list(csv.DictReader(open(tmp_path/'t'/'results.csv')))
+    assert float(rows[0]['image_auroc']) > 0.9
+    run('predict', '--model', model, '--out', tmp_path/'p', sample_path()/'bottle'/'test'/'good', sample_path()/'bottle'/'test'/'broken_large'/'000.jpg')
+    rows = list(csv.DictReader(open(tmp_path/'p'/'predictions.csv')))
+    assert len(rows) == 11 and all(r['nearest_good'] for r in rows)
+    assert len(list((tmp_path/'p'/'heatmaps').glob('*.png'))) == 11
+
+def test_nothing_overwritten_without_force(model, tmp_path):
+    out = tmp_path/'p'; out.mkdir(); (out/'keep.txt').write_text('mine')
+    r = run('predict', '--model', model, '--out', out, sample_path()/'bottle'/'test'/'good', ok=False)
+    assert r.returncode == 2 and '--force' in r.stderr and (out/'keep.txt').read_text() == 'mine'
+    run('predict', '--model', model, '--out', out, '--force', sample_path()/'bottle'/'test'/'good')
+
+@pytest.mark.parametrize('args, expect', [
+    (('fit', '--data', 'no/such/root', '--category', 'bottle', '--out', '{tmp}/m'), 'no/such/root/bottle'),
+    (('test', '--model', '{tmp}/missing', '--out', '{tmp}/t'), 'expected a model directory'),
+    (('predict', '--model', '{model}', '--out', '{tmp}/p', 'nothing.png'), 'nothing.png'),
+    (('fit', '--method', 'nope', '--out', '{tmp}/m'), "unknown method 'nope'"),
+])
+def test_user_errors_are_one_line(model, tmp_path, args, expect):
+    r = run(*[a.format(tmp=tmp_path, model=model) for a in args], ok=False)
+    assert r.returncode == 2, r.stderr
+    assert expect in r.stderr and 'Traceback' not in r.stderr
+
+@pytest.mark.data
+def test_bench_on_full_bottle(shared_data, tmp_path):
+    "The issue's benchmark command on the full MVTec AD bottle category (209 train, 83 test images)."
+    r = run('bench', '--data', shared_data/'mvtec_ad', '--category', 'bottle', '--method', 'knn', '--backbone', 'mobilenet_v2', '--out', tmp_path)
+    rows = list(csv.DictReader(open(tmp_path/'results.csv')))
+    assert float(rows[0]['image_auroc']) > 0.95 and float(rows[0]['pixel_auroc']) > 0.9, r.stdout
