@@ -29,10 +29,11 @@ test: $(STAMP) export-check nbtest pytest
 
 export: $(STAMP)
 	$(BIN)/nbdev-export
+	$(BIN)/python scripts/readme.py
 
 # The committed modules must be exactly what the notebooks export.
 export-check: export
-	@git diff --exit-code --stat -- anomaly_fastai || (echo "anomaly_fastai/ differs from nbs/: run 'make export' and commit both"; exit 1)
+	@git diff --exit-code --stat -- anomaly_fastai README.md || (echo "anomaly_fastai/ or README.md differs from nbs/: run 'make export' and commit both"; exit 1)
 	@test -z "$$(git status --porcelain --untracked-files=all -- anomaly_fastai | grep '\.py$$')" || (echo "untracked exported modules: commit them"; git status --short -- anomaly_fastai; exit 1)
 
 nbtest: $(STAMP)
@@ -45,7 +46,7 @@ pytest: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/nbdev-proc-nbs
 	$(BIN)/smalldocs render -q _proc
-	rm -rf docs && cp -r _proc/_site docs
+	rm -rf docs && mv _proc/docs docs
 	@echo "site: docs/index.html"
 
 clean:

@@ -244,6 +244,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                       'anomaly_fastai.heads.SphereFace.psi': ('heads.html#sphereface.psi', 'anomaly_fastai/heads.py'),
                                       'anomaly_fastai.heads._cross_entropy': ('heads.html#_cross_entropy', 'anomaly_fastai/heads.py'),
                                       'anomaly_fastai.heads._knn_scores': ('heads.html#_knn_scores', 'anomaly_fastai/heads.py'),
+                                      'anomaly_fastai.heads._label_of': ('heads.html#_label_of', 'anomaly_fastai/heads.py'),
                                       'anomaly_fastai.heads._labelled_dls': ('heads.html#_labelled_dls', 'anomaly_fastai/heads.py'),
                                       'anomaly_fastai.heads._row': ('heads.html#_row', 'anomaly_fastai/heads.py'),
                                       'anomaly_fastai.heads._train': ('heads.html#_train', 'anomaly_fastai/heads.py'),

@@ -5,7 +5,7 @@ import pytest
 from anomaly_fastai.data import sample_path
 
 def run(*args, ok=True):
-    r = subprocess.run(['anomaly-fastai', *map(str, args)], capture_output=True, text=True)
+    r = subprocess.run([str(Path(sys.executable).parent/'anomaly-fastai'), *map(str, args)], capture_output=True, text=True)
     if ok: assert r.returncode == 0, r.stderr
     return r
 
