@@ -82,6 +82,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                        'anomaly_fastai/backbones.py')},
             'anomaly_fastai.cli': { 'anomaly_fastai.cli._data_args': ('cli.html#_data_args', 'anomaly_fastai/cli.py'),
                                     'anomaly_fastai.cli._fit_args': ('cli.html#_fit_args', 'anomaly_fastai/cli.py'),
+                                    'anomaly_fastai.cli._heatmap_name': ('cli.html#_heatmap_name', 'anomaly_fastai/cli.py'),
                                     'anomaly_fastai.cli._input_images': ('cli.html#_input_images', 'anomaly_fastai/cli.py'),
                                     'anomaly_fastai.cli._make_detector': ('cli.html#_make_detector', 'anomaly_fastai/cli.py'),
                                     'anomaly_fastai.cli._out_args': ('cli.html#_out_args', 'anomaly_fastai/cli.py'),

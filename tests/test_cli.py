@@ -29,7 +29,8 @@ def test_test_and_predict_in_fresh_processes(model, tmp_path):
     run('predict', '--model', model, '--out', tmp_path/'p', sample_path()/'bottle'/'test'/'good', sample_path()/'bottle'/'test'/'broken_large'/'000.jpg')
     rows = list(csv.DictReader(open(tmp_path/'p'/'predictions.csv')))
     assert len(rows) == 11 and all(r['nearest_good'] for r in rows)
-    assert len(list((tmp_path/'p'/'heatmaps').glob('*.png'))) == 11
+    assert len(list((tmp_path/'p'/'heatmaps').glob('*.png'))) == 11  # good/000.jpg and broken_large/000.jpg both kept
+    assert all((tmp_path/'p'/r['heatmap']).is_file() for r in rows)
 
 def test_nothing_overwritten_without_force(model, tmp_path):
     out = tmp_path/'p'; out.mkdir(); (out/'keep.txt').write_text('mine')
@@ -42,11 +43,23 @@ def test_nothing_overwritten_without_force(model, tmp_path):
     (('test', '--model', '{tmp}/missing', '--out', '{tmp}/t'), 'expected a model directory'),
     (('predict', '--model', '{model}', '--out', '{tmp}/p', 'nothing.png'), 'nothing.png'),
     (('fit', '--method', 'nope', '--out', '{tmp}/m'), "unknown method 'nope'"),
+    (('fit', '--method', 'knn', '--head', 'arcface', '--out', '{tmp}/m'), '--head does not apply to --method knn'),
+    (('fit', '--method', 'twin', '--score', 'forest', '--out', '{tmp}/m'), "unknown scorer 'forest'"),
 ])
 def test_user_errors_are_one_line(model, tmp_path, args, expect):
     r = run(*[a.format(tmp=tmp_path, model=model) for a in args], ok=False)
     assert r.returncode == 2, r.stderr
     assert expect in r.stderr and 'Traceback' not in r.stderr
+
+def test_twin_method_end_to_end(tmp_path):
+    "--method twin with its options: a tiny fit (small crops, one epoch), then test and predict in fresh processes."
+    run('fit', '--method', 'twin', '--head', 'cosface', '--twin', 'line,cutpaste', '--epochs', '1', '--ensemble', '1',
+        '--score', 'knn', '--size', '128', '--crop', '112', '--seed', '1', '--out', tmp_path/'m')
+    run('test', '--model', tmp_path/'m', '--out', tmp_path/'t', '--heatmaps', '1')
+    row = next(csv.DictReader(open(tmp_path/'t'/'results.csv')))
+    assert row['method'] == 'twin' and 0 <= float(row['image_auroc']) <= 1 and row['pixel_auroc']
+    run('predict', '--model', tmp_path/'m', '--out', tmp_path/'p', sample_path()/'bottle'/'test'/'contamination')
+    assert len(list(csv.DictReader(open(tmp_path/'p'/'predictions.csv')))) == 5
 
 @pytest.mark.data
 def test_bench_on_full_bottle(shared_data, tmp_path):
