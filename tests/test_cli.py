@@ -45,6 +45,7 @@ def test_nothing_overwritten_without_force(model, tmp_path):
     (('fit', '--method', 'nope', '--out', '{tmp}/m'), "unknown method 'nope'"),
     (('fit', '--method', 'knn', '--head', 'arcface', '--out', '{tmp}/m'), '--head does not apply to --method knn'),
     (('fit', '--method', 'twin', '--score', 'forest', '--out', '{tmp}/m'), "unknown scorer 'forest'"),
+    (('fit', '--val', 'no/such/val', '--out', '{tmp}/m'), 'no/such/val'),
 ])
 def test_user_errors_are_one_line(model, tmp_path, args, expect):
     r = run(*[a.format(tmp=tmp_path, model=model) for a in args], ok=False)
