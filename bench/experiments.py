@@ -8,14 +8,13 @@
 3. anomaly twin (line and mixed generators): the self-supervised setup.
 Same head, backbone, epochs and seed for all; results written to <out>.csv/.md.
 """
-import argparse, platform
-from dataclasses import replace
+import argparse
 from pathlib import Path
-import torch
 from anomaly_fastai.data import load_dataset, Preprocess
 from anomaly_fastai.heads import exp_multiclass, exp_binary_defect, exp_twin
 from anomaly_fastai.metrics import ResultsTable
 from anomaly_fastai.twin import TWINS
+from common import device_name
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -28,7 +27,7 @@ def main():
     a = ap.parse_args()
     ds, other = load_dataset(a.mvtec, a.category), load_dataset(a.other)
     kw = dict(head=a.head, pre=Preprocess(256, 224), bs=a.bs, seed=a.seed, backbone=a.backbone, epochs_frozen=1, epochs_unfrozen=a.epochs)
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f'CPU ({platform.machine()})'
+    device = device_name()
     table = ResultsTable()
     def add(row):
         table.add(row | dict(epochs=a.epochs, backbone=a.backbone, device=device)); print(row, flush=True)

@@ -6,40 +6,31 @@ Writes <out>.csv and <out>.md after every run (so a cut-off run keeps what it fi
 CSV (so a long benchmark can be continued). Columns: image AUROC of the k-NN score, pixel AUROC and PRO of the
 Grad-CAM maps, fit time, test images/s, device. Fixed seeds; nothing is tuned on the test images.
 """
-import argparse, platform, time
 from pathlib import Path
-import torch
-from anomaly_fastai.data import load_dataset, Preprocess
+from anomaly_fastai.data import Preprocess
 from anomaly_fastai.detector import evaluate_detector
 from anomaly_fastai.heads import HEADS
 from anomaly_fastai.metrics import ResultsTable
 from anomaly_fastai.twin import TWINS
 from anomaly_fastai.twin_detector import TwinDetector
+from common import bench_datasets, bench_parser, device_name
 
 TWIN_SETS = {'line': 'line', 'mixed': ','.join(TWINS)}
-DATASETS = {'bottle': ('mvtec_ad', 'bottle'), 'magnetic_tile': ('magnetic_tile/split.csv', None)}
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--data', default='../shared/data', help='folder holding mvtec_ad/ and magnetic_tile/')
-    ap.add_argument('--out', default='bench/results/twin', help='results path without extension')
-    ap.add_argument('--datasets', default=','.join(DATASETS))
-    ap.add_argument('--backbones', default='mobilenet_v2')
+    ap = bench_parser(__doc__, 'bench/results/twin')
     ap.add_argument('--heads', default=','.join(HEADS))
     ap.add_argument('--twins', default=','.join(TWIN_SETS))
     ap.add_argument('--epochs', type=int, default=10)
     ap.add_argument('--bs', type=int, default=32)
-    ap.add_argument('--seed', type=int, default=42)
     ap.add_argument('--num-workers', type=int, default=0)
     a = ap.parse_args()
     out = Path(a.out); csv = out.with_suffix('.csv')
     table = ResultsTable.from_csv(csv) if csv.exists() else ResultsTable()
     done = {(r['category'], r['backbone'], r['head'], r['twin']) for r in table.rows}
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f'CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)'
-    for name in a.datasets.split(','):
-        rel, cat = DATASETS[name]
-        ds = load_dataset(Path(a.data)/rel, cat); ds.name = name
-        print(ds.summary(), flush=True)
+    device = device_name()
+    for ds in bench_datasets(a.data, a.datasets):
+        name = ds.name
         for bb in a.backbones.split(','):
             for head in a.heads.split(','):
                 for twin in a.twins.split(','):

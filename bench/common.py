@@ -1,0 +1,30 @@
+"What the benchmark scripts share: the shared datasets, their common options and the name of the device."
+import argparse, platform
+from pathlib import Path
+import torch
+from anomaly_fastai.data import load_dataset
+
+DATASETS = {'bottle': ('mvtec_ad', 'bottle'), 'magnetic_tile': ('magnetic_tile/split.csv', None)}
+
+def bench_parser(doc: str, out: str) -> argparse.ArgumentParser:
+    "A parser with the options every benchmark takes: --data --out --datasets --backbones --seed."
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--data', default='../shared/data', help='folder holding mvtec_ad/ and magnetic_tile/')
+    ap.add_argument('--out', default=out, help='results path without extension')
+    ap.add_argument('--datasets', default=','.join(DATASETS), help='comma-separated, from: ' + ', '.join(DATASETS))
+    ap.add_argument('--backbones', default='mobilenet_v2', help='comma-separated backbone names')
+    ap.add_argument('--seed', type=int, default=42)
+    return ap
+
+def bench_datasets(data, names: str):
+    "Load the comma-separated shared datasets `names` under `data`, each named as in the results table."
+    for name in names.split(','):
+        rel, cat = DATASETS[name]
+        ds = load_dataset(Path(data)/rel, cat); ds.name = name
+        print(ds.summary(), flush=True)
+        yield ds
+
+def device_name() -> str:
+    "The GPU's name, or the CPU and its thread count: timings are only comparable on the same device."
+    if torch.cuda.is_available(): return torch.cuda.get_device_name()
+    return f'CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)'
