@@ -153,6 +153,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                       'anomaly_fastai/detector.py'),
                                          'anomaly_fastai.detector.Detector.fit': ( 'detector.html#detector.fit',
                                                                                    'anomaly_fastai/detector.py'),
+                                         'anomaly_fastai.detector.Detector.flags': ( 'detector.html#detector.flags',
+                                                                                     'anomaly_fastai/detector.py'),
                                          'anomaly_fastai.detector.Detector.predict': ( 'detector.html#detector.predict',
                                                                                        'anomaly_fastai/detector.py'),
                                          'anomaly_fastai.detector.Detector.score': ( 'detector.html#detector.score',
