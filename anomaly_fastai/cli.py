@@ -4,14 +4,12 @@
 
 # %% ../nbs/09_cli.ipynb #dbe74b4b
 from __future__ import annotations
-import argparse, csv, inspect, sys
+import argparse, csv, inspect, os, sys
 from pathlib import Path
-import torch
-from fastprogress.fastprogress import progress_bar
-from .data import DataError, IMAGE_EXTS, Preprocess, load_dataset, to_tensor
-from .backbones import list_backbones
+from .data import DataError, GEOMETRIES, IMAGE_EXTS, Preprocess, load_dataset
 from .metrics import ResultsTable, save_heatmap
-from .detector import DETECTORS, calibrate_threshold, evaluate_detector, load_detector, save_detector, save_heatmaps
+from .detector import (DETECTORS, calibrate_threshold, evaluate_detector, load_detector, original_image, output_name,
+                                     save_detector, save_heatmaps, score_images)
 import anomaly_fastai.twin_detector  # registers --method twin
 
 # %% auto #0
@@ -28,8 +26,9 @@ def _data_args(p):
 def _fit_args(p):
     p.add_argument('--method', default='knn', help='anomaly detection method (default: knn)')
     p.add_argument('--backbone', default='mobilenet_v2', help='feature backbone (default: mobilenet_v2)')
-    p.add_argument('--size', type=int, default=256, help='resize the short side to SIZE (default 256)')
-    p.add_argument('--crop', type=int, default=224, help='center-crop to CROP (default 224)')
+    p.add_argument('--geometry', default='fit', choices=GEOMETRIES, help='fit: whole image, aspect ratio kept (default); squash: whole image to a square; crop: short side to SIZE, centre CROP (published protocol)')
+    p.add_argument('--size', type=int, default=256, help='input short side (fit), side (squash) or short side before cropping (crop); default 256')
+    p.add_argument('--crop', type=int, help='centre-crop side, with --geometry crop only (default 224)')
     p.add_argument('--seed', type=int, default=42, help='random seed (default 42)')
     p.add_argument('--frr', type=float, default=0.01, help='share of good images the default threshold may reject (default 0.01)')
     p.add_argument('--k', type=int, help='nearest neighbours averaged in the image score (knn, twin)')
@@ -82,7 +81,9 @@ def _make_detector(args):
     accepted = inspect.signature(DETECTORS[args.method].__init__).parameters
     if unknown := [f'--{k}' for k in params if k not in accepted]:
         raise ValueError(f'{", ".join(unknown)} does not apply to --method {args.method}')
-    return DETECTORS[args.method](backbone=args.backbone, pre=Preprocess(args.size, args.crop), seed=args.seed, frr=args.frr, **params)
+    if args.crop is not None and args.geometry != 'crop': raise ValueError(f'--crop applies only with --geometry crop (got --geometry {args.geometry})')
+    pre = Preprocess(args.size, args.crop or 224, args.geometry)
+    return DETECTORS[args.method](backbone=args.backbone, pre=pre, seed=args.seed, frr=args.frr, **params)
 
 def result_row(det, ds, metrics) -> dict:
     "One row of the results table: dataset, method, backbone, metrics, TPR/TNR at the saved threshold, fit time, images/s."
@@ -145,31 +146,23 @@ def _input_images(inputs) -> list[Path]:
     if not files: raise DataError(f'{", ".join(map(str, inputs))}: expected images ({", ".join(IMAGE_EXTS)}), found none')
     return files
 
-def _heatmap_name(p: Path, used: set) -> str:
-    "A file name for the heatmap of `p`, unique within this run (images in different folders may share a name)."
-    name, i = f'{p.parent.name}_{p.stem}.png', 1
-    while name in used: name, i = f'{p.parent.name}_{p.stem}_{i}.png', i + 1
-    used.add(name)
-    return name
 
 def cmd_predict(args):
     det = load_detector(args.model)
     files = _input_images(args.inputs)
     out = _out_dir(args)
     lo, hi = det.map_range or (None, None)
-    n_anom, used = 0, set()
+    root = os.path.commonpath([p.resolve().parent for p in files])  # heatmaps mirror the inputs' folders below it
+    n_anom = 0
     with open(out/'predictions.csv', 'w', newline='') as f:
         w = csv.writer(f); w.writerow(['path', 'score', 'norm_score', 'label', 'nearest_good', 'heatmap'])
-        for b in progress_bar(range(0, len(files), args.bs), leave=False):
-            batch = files[b:b + args.bs]
-            xs = torch.stack([det.pre.image(p) for p in batch])
-            for p, x, r in zip(batch, xs, det.predict(xs)):
-                heatmap = ''
-                if r['map'] is not None and not args.no_heatmaps:
-                    heatmap = f'heatmaps/{_heatmap_name(p, used)}'
-                    save_heatmap(out/heatmap, x, r['map'], vmin=lo, vmax=hi)
-                w.writerow([str(p), f'{r["score"]:.6g}', f'{r["norm_score"]:.6g}', r['label'], r['nearest'] or '', heatmap])
-                n_anom += r['label'] == 'anomaly'
+        for r in score_images(det, files, args.bs, max_side=1024):
+            heatmap = ''
+            if r['map'] is not None and not args.no_heatmaps:
+                heatmap = f'heatmaps/{output_name(r["path"], root).as_posix()}'
+                save_heatmap(out/heatmap, original_image(r['path'], r['map'].shape[::-1]), r['map'], vmin=lo, vmax=hi)
+            w.writerow([str(r['path']), f'{r["score"]:.6g}', f'{r["norm_score"]:.6g}', r['label'], r['nearest'] or '', heatmap])
+            n_anom += r['label'] == 'anomaly'
     print(f'{len(files)} images, {n_anom} anomalous at threshold {det.threshold:.4g}: {out/"predictions.csv"}')
 
 # %% ../nbs/09_cli.ipynb #e8fd55ad

@@ -9,13 +9,15 @@ from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Optional
 import numpy as np, torch
+import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from fastai.data.core import Datasets, DataLoaders
 from fastai.data.transforms import IndexSplitter
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'DataError', 'Sample', 'AnomalyDataset', 'mvtec_dataset', 'sample_path', 'sample_dataset',
-           'folder_dataset', 'csv_dataset', 'load_dataset', 'Preprocess', 'to_tensor', 'train_dls', 'test_dl']
+__all__ = ['IMAGE_EXTS', 'GEOMETRIES', 'DataError', 'Sample', 'AnomalyDataset', 'mvtec_dataset', 'sample_path', 'sample_dataset',
+           'folder_dataset', 'csv_dataset', 'load_dataset', 'image_size', 'Preprocess', 'to_tensor', 'train_dls',
+           'test_dl']
 
 # %% ../nbs/00_data.ipynb #65ac94f7
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
@@ -172,42 +174,106 @@ def _open(path: Path, mode: str) -> Image.Image:
     except (UnidentifiedImageError, OSError) as e:
         raise DataError(f'{path}: expected a readable image file (png/jpg/bmp/tif): {e}') from None
 
+def image_size(path) -> tuple[int, int]:
+    "(width, height) of the image at `path`, from its header."
+    try:
+        with Image.open(path) as im: return im.size
+    except (UnidentifiedImageError, OSError) as e:
+        raise DataError(f'{path}: expected a readable image file (png/jpg/bmp/tif): {e}') from None
+
+GEOMETRIES = ('fit', 'squash', 'crop')
+
+def _round32(v: float) -> int: return max(32, int(round(v / 32)) * 32)
+
 @dataclass
 class Preprocess:
-    "Resize (short side) to `size`, center-crop to `crop`; images become RGB float tensors in 0..1."
-    size: int = 256
-    crop: int = 224
+    "Image file -> model input (RGB 0..1, (3, H, W)) in geometry `mode` ('fit', 'squash' or 'crop'); `unmap` takes maps back."
+    size: int = 256                    # fit: short side of the input; squash: its side; crop: the short side before cropping
+    crop: int = 224                    # crop: side of the centre crop
+    mode: str = 'fit'
+    height: Optional[int] = None       # fit: the input size, set by `resolved` from the training images
+    width: Optional[int] = None
+    max_stretch: float = 1.25          # fit: most an image's aspect ratio may be changed before padding
 
     def __post_init__(self):
-        if not 0 < self.crop <= self.size: raise ValueError(f'crop ({self.crop}) must be in 1..size ({self.size})')
+        if self.mode not in GEOMETRIES: raise ValueError(f'geometry must be one of {GEOMETRIES}, not {self.mode!r}')
+        if self.size < 32: raise ValueError(f'size must be at least 32 pixels, got {self.size}')
+        if self.mode == 'crop' and not 0 < self.crop <= self.size: raise ValueError(f'crop ({self.crop}) must be in 1..size ({self.size})')
+        if self.max_stretch < 1: raise ValueError(f'max_stretch must be >= 1, got {self.max_stretch}')
 
-    def _geometry(self, im: Image.Image, resample) -> Image.Image:
-        w, h = im.size
-        s = self.size / min(w, h)
-        im = im.resize((max(self.size, round(w*s)), max(self.size, round(h*s))), resample)
-        w, h = im.size
-        l, t = (w - self.crop) // 2, (h - self.crop) // 2
-        return im.crop((l, t, l + self.crop, t + self.crop))
+    @property
+    def input_size(self) -> tuple[int, int]:
+        "(H, W) of every model input; a `fit` geometry not yet `resolved` is square."
+        if self.mode == 'crop': return self.crop, self.crop
+        if self.mode == 'fit' and self.height: return self.height, self.width
+        return _round32(self.size), _round32(self.size)
+
+    def resolved(self, paths) -> 'Preprocess':
+        "This geometry with its input size fixed from the images at `paths` (`fit`: their median aspect ratio)."
+        if self.mode != 'fit': return self
+        aspect = float(np.median([w / h for w, h in map(image_size, paths)]))
+        short, long = _round32(self.size), _round32(self.size * max(aspect, 1 / aspect))
+        h, w = (short, long) if aspect >= 1 else (long, short)
+        return Preprocess(self.size, self.crop, 'fit', h, w, self.max_stretch)
+
+    def layout(self, w: int, h: int) -> tuple[int, int, int, int]:
+        "Where an image of size (`w`, `h`) goes: resized to (rw, rh), its top-left corner at (left, top) of the input."
+        H, W = self.input_size
+        if self.mode == 'squash': return W, H, 0, 0
+        if self.mode == 'crop':
+            s = self.size / min(w, h)
+            rw, rh = max(self.size, round(w * s)), max(self.size, round(h * s))
+        else:
+            sx, sy = W / w, H / h
+            lo = min(sx, sy); hi = min(max(sx, sy), lo * self.max_stretch)
+            rw, rh = (min(W, round(w * hi)), min(H, round(h * lo))) if sx >= sy else (min(W, round(w * lo)), min(H, round(h * hi)))
+        return rw, rh, (W - rw) // 2, (H - rh) // 2
+
+    def _place(self, a: np.ndarray, left: int, top: int, pad_mode: str) -> np.ndarray:
+        "Put the resized array `a` (rh, rw[, C]) on the input canvas at (`left`, `top`): crop what sticks out, pad the rest."
+        H, W = self.input_size
+        rh, rw = a.shape[:2]
+        a = a[max(0, -top):rh - max(0, top + rh - H), max(0, -left):rw - max(0, left + rw - W)]
+        pad = [(max(0, top), H - max(0, top) - a.shape[0]), (max(0, left), W - max(0, left) - a.shape[1])] + [(0, 0)] * (a.ndim - 2)
+        return np.pad(a, pad, mode=pad_mode) if any(p for pp in pad for p in pp) else a
+
+    def _geometry(self, im: Image.Image, resample, pad_mode: str) -> np.ndarray:
+        rw, rh, left, top = self.layout(*im.size)
+        return self._place(np.asarray(im.resize((rw, rh), resample)), left, top, pad_mode)
 
     def pil(self, path) -> Image.Image:
-        "The resized and cropped RGB image at `path`."
-        return self._geometry(_open(Path(path), 'RGB'), Image.BILINEAR)
+        "The RGB image at `path` as the model sees it."
+        return Image.fromarray(self._geometry(_open(Path(path), 'RGB'), Image.BILINEAR, 'edge'))
 
     def image(self, path) -> torch.Tensor:
-        "Float tensor (3, crop, crop) in 0..1."
+        "Float tensor (3, H, W) in 0..1."
         return to_tensor(self.pil(path))
 
     def mask(self, sample: Sample) -> torch.Tensor:
-        "Float tensor (crop, crop) of 0/1; zeros for a sample without a mask."
-        if sample.mask is None: return torch.zeros(self.crop, self.crop)
+        "Float tensor (H, W) of 0/1 in the model's input geometry; zeros for a sample without a mask."
+        if sample.mask is None: return torch.zeros(self.input_size)
         m = _open(Path(sample.mask), 'L')
-        with Image.open(sample.path) as im: size = im.size
+        size = image_size(sample.path)
         if m.size != size: raise DataError(f'{sample.mask}: mask size {m.size} differs from its image {sample.path} {size}')
-        return torch.from_numpy(np.asarray(self._geometry(m, Image.NEAREST)) > 127).float()
+        return torch.from_numpy(self._geometry(m, Image.NEAREST, 'constant') > 127).float()
+
+    def unmap(self, amap: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        "A map (H, W) on the model input -> the map (h, w) over the whole original image of `size` (w, h)."
+        w, h = size
+        rw, rh, left, top = self.layout(w, h)
+        H, W = self.input_size
+        if tuple(amap.shape) != (H, W): raise ValueError(f'expected a map of the input size {(H, W)}, got {tuple(amap.shape)}')
+        full = amap.new_full((rh, rw), float(amap.min()))  # pixels the model never saw are not scored
+        y0, x0 = max(0, top), max(0, left)
+        y1, x1 = min(H, top + rh), min(W, left + rw)
+        full[y0 - top:y1 - top, x0 - left:x1 - left] = amap[y0:y1, x0:x1]
+        return F.interpolate(full[None, None].float(), size=(h, w), mode='bilinear', align_corners=False)[0, 0]
 
     def to_dict(self) -> dict: return asdict(self)
     @classmethod
-    def from_dict(cls, d: dict) -> 'Preprocess': return cls(**d)
+    def from_dict(cls, d: dict) -> 'Preprocess':
+        "Read `to_dict`'s output; models saved before geometry modes existed (no 'mode') are `crop`."
+        return cls(**{'mode': 'crop', **d})
 
 def to_tensor(im: Image.Image) -> torch.Tensor:
     "PIL RGB image -> float tensor (3, H, W) in 0..1."

@@ -11,15 +11,17 @@ import numpy as np, torch
 import torch.nn.functional as F
 from fastprogress.fastprogress import progress_bar
 from . import __version__
-from .data import AnomalyDataset, DataError, Preprocess, train_dls, test_dl
+import os
+from PIL import Image
+from .data import AnomalyDataset, DataError, Preprocess, Sample, image_size, to_tensor, train_dls, _open
 from .backbones import get_backbone, extract_features
 from .scoring import KNNScorer, NearestNeighbours, Scorer, threshold_at_frr
 from .metrics import MinMax, best_threshold, evaluate, save_heatmap
 
 # %% auto #0
-__all__ = ['DETECTORS', 'default_device', 'register', 'Detector', 'save_detector', 'load_detector', 'score_dataset',
-           'evaluate_detector', 'rates_at_threshold', 'save_heatmaps', 'gaussian_blur', 'KNNDetector',
-           'calibrate_threshold']
+__all__ = ['DETECTORS', 'default_device', 'register', 'Detector', 'save_detector', 'load_detector', 'eval_size', 'score_images',
+           'score_dataset', 'evaluate_detector', 'rates_at_threshold', 'output_name', 'original_image', 'save_heatmaps',
+           'gaussian_blur', 'KNNDetector', 'calibrate_threshold']
 
 # %% ../nbs/07_detector.ipynb #59483e79
 def default_device() -> torch.device:
@@ -47,7 +49,7 @@ class Detector:
 
     # -- what a method implements
     def _fit(self, ds: AnomalyDataset, bs: int, progress: bool): raise NotImplementedError
-    def _score(self, x: torch.Tensor) -> dict: raise NotImplementedError   # {'scores': (B,), 'maps': (B,H,W) or None, 'nearest': (B,) or None}
+    def _score(self, x: torch.Tensor) -> dict: raise NotImplementedError   # {'scores': (B,), 'maps': (B,H,W) at x's size or None, 'nearest': (B,) or None}
     def _loo_scores(self) -> torch.Tensor: raise NotImplementedError
     def _state(self) -> dict: return {}
     def _load_state(self, state: dict): pass
@@ -58,6 +60,7 @@ class Detector:
         torch.manual_seed(self.seed); np.random.seed(self.seed)
         t0 = time.perf_counter()
         self.train_paths = [str(s.path) for s in ds.train]
+        self.pre = self.pre.resolved(self.train_paths)  # `fit` geometry: the input size follows the training images
         self._fit(ds, bs, progress)
         good = self._loo_scores()
         self.norm = MinMax().fit(good)
@@ -136,22 +139,45 @@ def load_detector(path, device=None) -> Detector:
     return det
 
 # %% ../nbs/07_detector.ipynb #f75eb43f
-def score_dataset(det: Detector, ds: AnomalyDataset, bs: int = 32, progress: bool = True) -> dict:
-    "Scores, labels, anomaly maps, masks and paths of every test image of `ds`, plus images/s."
-    dl = test_dl(ds, det.pre, bs=bs)
-    scores, labels, maps, masks = [], [], [], []
+def eval_size(size: tuple[int, int], max_side: Optional[int]) -> tuple[int, int]:
+    "(w, h) of an image of `size` (w, h) scaled so that its long side is at most `max_side` (None: unchanged)."
+    w, h = size
+    s = 1. if max_side is None else min(1., max_side / max(w, h))
+    return max(1, round(w * s)), max(1, round(h * s))
+
+def score_images(det: Detector, paths, bs: int = 32, max_side: Optional[int] = 1024, progress: bool = True):
+    "Yield, per image file in `paths` (in batches of `bs`): `path`, `size` (w, h), `predict`'s fields with `map` over the whole image."
+    paths = [Path(p) for p in paths]
+    for b in (progress_bar(range(0, len(paths), bs), leave=False) if progress else range(0, len(paths), bs)):
+        batch = paths[b:b + bs]
+        for p, r in zip(batch, det.predict(torch.stack([det.pre.image(p) for p in batch]))):
+            r['size'] = image_size(p)
+            if r['map'] is not None: r['map'] = det.pre.unmap(r['map'], r['size'] if max_side is None else eval_size(r['size'], max_side))
+            yield dict(path=p, **r)
+
+def _mask_at(sample: Sample, size: tuple[int, int]) -> torch.Tensor:
+    "Ground-truth mask of `sample` as a bool (h, w) tensor at `size` (w, h); all False without a mask file."
+    if sample.mask is None: return torch.zeros(size[::-1], dtype=torch.bool)
+    m = _open(Path(sample.mask), 'L')
+    if m.size != image_size(sample.path): raise DataError(f'{sample.mask}: mask size {m.size} differs from its image {sample.path} {image_size(sample.path)}')
+    if m.size != size: m = m.resize(size, Image.BILINEAR)
+    return torch.from_numpy(np.asarray(m) > 127)
+
+def score_dataset(det: Detector, ds: AnomalyDataset, bs: int = 32, progress: bool = True, max_side: Optional[int] = 1024) -> dict:
+    "Scores, labels, anomaly maps and masks over each whole original image (lists), paths of every test image of `ds`, and images/s."
+    if not ds.test: raise DataError(f'{ds.root}: expected test images to evaluate on, found none')
     t0 = time.perf_counter()
-    for xb, yb, mb in (progress_bar(dl, leave=False) if progress else dl):
-        r = det.score(xb)
-        scores.append(r['scores'].cpu()); labels.append(yb.cpu()); masks.append(mb.cpu())
-        if r.get('maps') is not None: maps.append(r['maps'].cpu())
+    rs = list(score_images(det, [s.path for s in ds.test], bs, max_side, progress))
     secs = time.perf_counter() - t0
-    return dict(scores=torch.cat(scores), labels=torch.cat(labels), masks=torch.cat(masks),
-                maps=torch.cat(maps) if maps else None, paths=[str(s.path) for s in ds.test],
-                defect_types=[s.defect_type for s in ds.test], images_per_s=len(ds.test) / secs)
+    has_maps = rs[0]['map'] is not None
+    return dict(scores=torch.tensor([r['score'] for r in rs]), labels=torch.tensor([s.label for s in ds.test]),
+                maps=[r['map'].half() for r in rs] if has_maps else None,
+                masks=[_mask_at(s, eval_size(r['size'], max_side)) for s, r in zip(ds.test, rs)],
+                paths=[str(s.path) for s in ds.test], defect_types=[s.defect_type for s in ds.test],
+                images_per_s=len(ds.test) / secs)
 
 def evaluate_detector(det: Detector, ds: AnomalyDataset, bs: int = 32, progress: bool = True) -> tuple[dict, dict]:
-    "Metrics (image AUROC, F1, and pixel AUROC / PRO when the method gives maps) and the raw per-image results."
+    "Metrics (image AUROC, F1, and pixel AUROC / PRO over whole images when the method gives maps) and the raw per-image results."
     res = score_dataset(det, ds, bs, progress)
     has_masks = res['maps'] is not None and any(s.mask is not None for s in ds.test)
     m = evaluate(res['labels'], res['scores'], res['masks'] if has_masks else None, res['maps'] if has_masks else None)
@@ -164,17 +190,27 @@ def rates_at_threshold(det: Detector, labels, scores) -> dict:
     rate = lambda m: float(m.float().mean()) if m.numel() else float('nan')
     return dict(tpr_at_threshold=rate(flagged[y]), tnr_at_threshold=rate(~flagged[~y]))
 
+def output_name(path, root) -> Path:
+    "The relative path (suffix .png) under which an output for image `path` is written: its path relative to `root`."
+    rel = Path(os.path.relpath(Path(path).resolve(), Path(root).resolve()))
+    return Path(*[p if p != '..' else '__' for p in rel.parts]).with_suffix('.png')  # never write above the output folder
+
+def original_image(path, size: tuple[int, int]) -> torch.Tensor:
+    "The whole RGB image at `path` as a (3, h, w) tensor in 0..1 at `size` (w, h), for heatmap overlays."
+    im = _open(Path(path), 'RGB')
+    return to_tensor(im if im.size == tuple(size) else im.resize(tuple(size), Image.BILINEAR))
+
 def save_heatmaps(det: Detector, ds: AnomalyDataset, res: dict, out_dir, n: Optional[int] = None) -> list[Path]:
-    "Write image | heatmap-overlay PNGs for the test images (anomalous first, `n` at most) into `out_dir`; returns the paths."
+    "Write image | heatmap-overlay PNGs over whole images (anomalous first, `n` at most) to `out_dir`/<path relative to the data root>."
     if res['maps'] is None: return []
-    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(out_dir)
     order = sorted(range(len(ds.test)), key=lambda i: -int(res['labels'][i]))[:n]
-    lo, hi = det.map_range or (float(res['maps'].min()), float(res['maps'].max()))
+    lo, hi = det.map_range or (min(float(m.min()) for m in res['maps']), max(float(m.max()) for m in res['maps']))
     files = []
     for i in order:
-        s = ds.test[i]
-        f = out_dir/f'{s.defect_type}_{Path(s.path).stem}.png'
-        save_heatmap(f, det.pre.image(s.path), res['maps'][i], mask=res['masks'][i] if s.mask is not None else None, vmin=lo, vmax=hi)
+        s, amap = ds.test[i], res['maps'][i].float()
+        f = out_dir/output_name(s.path, ds.root)
+        save_heatmap(f, original_image(s.path, amap.shape[::-1]), amap, mask=res['masks'][i] if s.mask is not None else None, vmin=lo, vmax=hi)
         files.append(f)
     return files
 
@@ -216,22 +252,22 @@ class KNNDetector(Detector):
         self.scorer = KNNScorer(k=self.k).fit(emb)
         self.fmaps = fmaps  # (N, C, h, w) patch features of the good images
 
-    def _maps(self, fmaps, nearest):
-        "Patch nearest-neighbour distance maps of `fmaps` (B,C,h,w) against the good images `nearest` (B,k_map)."
+    def _maps(self, fmaps, nearest, size):
+        "Patch nearest-neighbour distance maps of `fmaps` (B,C,h,w) against the good images `nearest` (B,k_map), upsampled to `size` (H,W)."
         B, C, h, w = fmaps.shape
         out = []
         for f, idx in zip(fmaps, nearest):
             bank = self.fmaps[idx].permute(0, 2, 3, 1).reshape(-1, C)
             d, _ = NearestNeighbours('euclidean').fit(bank).search(f.permute(1, 2, 0).reshape(-1, C), k=1)
             out.append(d.view(h, w))
-        maps = F.interpolate(torch.stack(out)[:, None], size=(self.pre.crop, self.pre.crop), mode='bilinear', align_corners=False)[:, 0]
+        maps = F.interpolate(torch.stack(out)[:, None], size=size, mode='bilinear', align_corners=False)[:, 0]
         return gaussian_blur(maps)
 
     @torch.inference_mode()
     def _score(self, x):
         emb, fmaps = self._features(x)
         d, idx = self.scorer.nn.search(emb, max(self.k, self.k_map))
-        return dict(scores=d[:, :self.k].mean(1).cpu(), maps=self._maps(fmaps, idx[:, :self.k_map]).cpu(), nearest=idx[:, 0].cpu())
+        return dict(scores=d[:, :self.k].mean(1).cpu(), maps=self._maps(fmaps, idx[:, :self.k_map], x.shape[-2:]).cpu(), nearest=idx[:, 0].cpu())
 
     def _loo_scores(self): return self.scorer.loo_scores()
 
@@ -239,7 +275,7 @@ class KNNDetector(Detector):
         "Display range of heatmaps: from the median to the maximum of leave-one-out maps of up to `n` good images."
         emb = self.scorer.train_emb[:n].to(self.device)
         _, idx = self.scorer.nn.search(emb, min(self.k_map + 1, len(self.scorer.train_emb)))
-        maps = self._maps(self.fmaps[:n], idx[:, 1:])
+        maps = self._maps(self.fmaps[:n], idx[:, 1:], self.pre.input_size)
         return float(maps.median()), float(maps.max())
 
     def _state(self): return dict(train_emb=self.scorer.train_emb, fmaps=self.fmaps.half(), map_range=torch.tensor(self.map_range))

@@ -43,10 +43,18 @@ def _as_nhw(x, name) -> np.ndarray:
     if x.ndim != 3: raise ValueError(f"`{name}` must have shape (N,H,W), (N,1,H,W) or (H,W), got {x.shape}")
     return x
 
+def _per_image(x, name) -> list:
+    "`x` ((N,H,W) array-like, or a list of (H,W) maps of any sizes) as a list of (H,W) arrays."
+    if isinstance(x, (list, tuple)) and len(x) and np.ndim(_np(x[0])) >= 2: return [_as_nhw(o, name)[0] for o in x]
+    return list(_as_nhw(x, name))
+
 def _masks_maps(masks, maps):
-    "Binary (N,H,W) masks and float32 maps of the same shape, checked."
-    m, a = _as_nhw(masks, 'masks') >= 0.5, _as_nhw(maps, 'maps').astype(np.float32, copy=False)
-    if m.shape != a.shape: raise ValueError(f"`masks` has shape {m.shape} but `maps` has {a.shape}: expected the same shape")
+    "Binary masks and float32 maps as lists of per-image (H,W) arrays, each mask the shape of its map, checked."
+    m = [o >= 0.5 for o in _per_image(masks, 'masks')]
+    a = [o.astype(np.float32, copy=False) for o in _per_image(maps, 'maps')]
+    if len(m) != len(a): raise ValueError(f"{len(m)} masks but {len(a)} maps: expected one map per mask")
+    for i, (mi, ai) in enumerate(zip(m, a)):
+        if mi.shape != ai.shape: raise ValueError(f"image {i}: mask has shape {mi.shape} but its map has {ai.shape}: expected the same shape")
     return m, a
 
 # %% ../nbs/02_metrics.ipynb #a0277916
@@ -65,9 +73,9 @@ def image_auroc(labels, scores) -> float:
     return _auroc(*_labels_scores(labels, scores), 'image_auroc')
 
 def pixel_auroc(masks, maps) -> float:
-    "Pixel-level AUROC over all pixels of anomaly `maps` (N,H,W) against ground-truth `masks` (N,H,W)."
+    "Pixel-level AUROC over all pixels of anomaly `maps` against ground-truth `masks` ((N,H,W), or lists of per-image maps)."
     m, a = _masks_maps(masks, maps)
-    return _auroc(m.reshape(-1), a.reshape(-1), 'pixel_auroc')
+    return _auroc(np.concatenate([x.reshape(-1) for x in m]), np.concatenate([x.reshape(-1) for x in a]), 'pixel_auroc')
 
 # %% ../nbs/02_metrics.ipynb #34b5ef07
 def pro_curve(masks, maps, fpr_limit: float = 0.3, n_thresholds: int = 200):
@@ -80,7 +88,7 @@ def pro_curve(masks, maps, fpr_limit: float = 0.3, n_thresholds: int = 200):
         region_ids.append(lab[mi] - 1 + n_regions)  # global ids 0..n_regions-1
         region_scores.append(ai[mi])
         n_regions += n
-    good = a[~m]
+    good = np.concatenate([ai[~mi] for mi, ai in zip(m, a)])
     good.sort()
     if n_regions == 0 or good.size == 0:
         warnings.warn(f"pro: needs anomalous regions and good pixels in `masks`, got {n_regions} regions and {good.size} good pixels")

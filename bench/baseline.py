@@ -19,7 +19,7 @@ def main():
     device = device_name()
     for ds in bench_datasets(a.data, a.datasets):
         for bb in a.backbones.split(','):
-            det = KNNDetector(bb, Preprocess(256, 224), seed=a.seed).fit(ds, progress=False)
+            det = KNNDetector(bb, Preprocess(256, 224, 'crop'), seed=a.seed).fit(ds, progress=False)
             m, _ = evaluate_detector(det, ds, progress=False)
             table.add(result_row(det, ds, m) | dict(device=device))
             table.to_csv(out.with_suffix('.csv')); table.to_markdown(out.with_suffix('.md'))

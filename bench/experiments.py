@@ -26,7 +26,7 @@ def main():
     ap.add_argument('--seed', type=int, default=42)
     a = ap.parse_args()
     ds, other = load_dataset(a.mvtec, a.category), load_dataset(a.other)
-    kw = dict(head=a.head, pre=Preprocess(256, 224), bs=a.bs, seed=a.seed, backbone=a.backbone, epochs_frozen=1, epochs_unfrozen=a.epochs)
+    kw = dict(head=a.head, pre=Preprocess(256, 224, 'crop'), bs=a.bs, seed=a.seed, backbone=a.backbone, epochs_frozen=1, epochs_unfrozen=a.epochs)
     device = device_name()
     table = ResultsTable()
     def add(row):

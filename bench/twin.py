@@ -35,7 +35,7 @@ def main():
             for head in a.heads.split(','):
                 for twin in a.twins.split(','):
                     if (name, bb, head, twin) in done: continue
-                    det = TwinDetector(bb, Preprocess(256, 224), head=head, twin=TWIN_SETS[twin], epochs=a.epochs, bs=a.bs,
+                    det = TwinDetector(bb, Preprocess(256, 224, 'crop'), head=head, twin=TWIN_SETS[twin], epochs=a.epochs, bs=a.bs,
                                        seed=a.seed, num_workers=a.num_workers)
                     det.fit(ds, progress=False)
                     m, _ = evaluate_detector(det, ds, bs=64, progress=False)

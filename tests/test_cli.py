@@ -20,7 +20,7 @@ def test_bench_prints_table_and_writes_heatmaps(tmp_path):
     r = run('bench', '--out', tmp_path/'b', '--heatmaps', '2')
     assert 'image_auroc' in r.stdout and 'Mean' in r.stdout
     assert (tmp_path/'b'/'results.csv').is_file() and (tmp_path/'b'/'results.md').is_file()
-    assert len(list((tmp_path/'b'/'heatmaps'/'bottle').glob('*.png'))) == 2
+    assert len(list((tmp_path/'b'/'heatmaps'/'bottle').rglob('*.png'))) == 2
 
 def test_test_and_predict_in_fresh_processes(model, tmp_path):
     run('test', '--model', model, '--out', tmp_path/'t', '--heatmaps', '1')
@@ -29,7 +29,7 @@ def test_test_and_predict_in_fresh_processes(model, tmp_path):
     run('predict', '--model', model, '--out', tmp_path/'p', sample_path()/'bottle'/'test'/'good', sample_path()/'bottle'/'test'/'broken_large'/'000.jpg')
     rows = list(csv.DictReader(open(tmp_path/'p'/'predictions.csv')))
     assert len(rows) == 11 and all(r['nearest_good'] for r in rows)
-    assert len(list((tmp_path/'p'/'heatmaps').glob('*.png'))) == 11  # good/000.jpg and broken_large/000.jpg both kept
+    assert len(list((tmp_path/'p'/'heatmaps').rglob('*.png'))) == 11  # good/000.jpg and broken_large/000.jpg both kept
     assert all((tmp_path/'p'/r['heatmap']).is_file() for r in rows)
 
 def test_nothing_overwritten_without_force(model, tmp_path):
@@ -46,6 +46,8 @@ def test_nothing_overwritten_without_force(model, tmp_path):
     (('fit', '--method', 'knn', '--head', 'arcface', '--out', '{tmp}/m'), '--head does not apply to --method knn'),
     (('fit', '--method', 'twin', '--score', 'forest', '--out', '{tmp}/m'), "unknown scorer 'forest'"),
     (('fit', '--val', 'no/such/val', '--out', '{tmp}/m'), 'no/such/val'),
+    (('fit', '--crop', '200', '--out', '{tmp}/m'), '--crop applies only with --geometry crop'),
+    (('fit', '--geometry', 'letterbox', '--out', '{tmp}/m'), "invalid choice: 'letterbox'"),
 ])
 def test_user_errors_are_one_line(model, tmp_path, args, expect):
     r = run(*[a.format(tmp=tmp_path, model=model) for a in args], ok=False)
@@ -55,7 +57,7 @@ def test_user_errors_are_one_line(model, tmp_path, args, expect):
 def test_twin_method_end_to_end(tmp_path):
     "--method twin with its options: a tiny fit (small crops, one epoch), then test and predict in fresh processes."
     run('fit', '--method', 'twin', '--head', 'cosface', '--twin', 'line,cutpaste', '--epochs', '1', '--ensemble', '1',
-        '--score', 'knn', '--size', '128', '--crop', '112', '--seed', '1', '--out', tmp_path/'m')
+        '--score', 'knn', '--size', '128', '--seed', '1', '--out', tmp_path/'m')
     run('test', '--model', tmp_path/'m', '--out', tmp_path/'t', '--heatmaps', '1')
     row = next(csv.DictReader(open(tmp_path/'t'/'results.csv')))
     assert row['method'] == 'twin' and 0 <= float(row['image_auroc']) <= 1 and row['pixel_auroc']
