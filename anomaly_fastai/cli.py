@@ -11,6 +11,7 @@ from .metrics import ResultsTable, save_heatmap
 from .detector import (DETECTORS, calibrate_threshold, evaluate_detector, load_detector, original_image, output_name,
                                      save_detector, save_heatmaps, score_images)
 import anomaly_fastai.twin_detector  # registers --method twin
+from .tiling import TiledDetector
 
 # %% auto #0
 __all__ = ['METHOD_OPTIONS', 'COMMANDS', 'USER_ERRORS', 'build_parser', 'result_row', 'cmd_fit', 'cmd_test', 'cmd_bench',
@@ -27,8 +28,10 @@ def _fit_args(p):
     p.add_argument('--method', default='knn', help='anomaly detection method (default: knn)')
     p.add_argument('--backbone', default='mobilenet_v2', help='feature backbone (default: mobilenet_v2)')
     p.add_argument('--geometry', default='fit', choices=GEOMETRIES, help='fit: whole image, aspect ratio kept (default); squash: whole image to a square; crop: short side to SIZE, centre CROP (published protocol)')
-    p.add_argument('--size', type=int, default=256, help='input short side (fit), side (squash) or short side before cropping (crop); default 256')
+    p.add_argument('--size', type=int, help='input short side (fit), side (squash) or short side before cropping (crop); default 256, or the images\' own with --tile')
     p.add_argument('--crop', type=int, help='centre-crop side, with --geometry crop only (default 224)')
+    p.add_argument('--tile', type=int, help='score TILE x TILE tiles of the whole image (at its own resolution, or --size) with any method; maps stitched, image score = max over tiles')
+    p.add_argument('--overlap', type=float, default=0.25, help='least overlap of neighbouring tiles, a share of the tile (default 0.25)')
     p.add_argument('--seed', type=int, default=42, help='random seed (default 42)')
     p.add_argument('--frr', type=float, default=0.01, help='share of good images the default threshold may reject (default 0.01)')
     p.add_argument('--k', type=int, help='nearest neighbours averaged in the image score (knn, twin)')
@@ -82,12 +85,16 @@ def _make_detector(args):
     if unknown := [f'--{k}' for k in params if k not in accepted]:
         raise ValueError(f'{", ".join(unknown)} does not apply to --method {args.method}')
     if args.crop is not None and args.geometry != 'crop': raise ValueError(f'--crop applies only with --geometry crop (got --geometry {args.geometry})')
-    pre = Preprocess(args.size, args.crop or 224, args.geometry)
-    return DETECTORS[args.method](backbone=args.backbone, pre=pre, seed=args.seed, frr=args.frr, **params)
+    if args.tile is None:
+        return DETECTORS[args.method](backbone=args.backbone, pre=Preprocess(args.size or 256, args.crop or 224, args.geometry),
+                                      seed=args.seed, frr=args.frr, **params)
+    if args.geometry != 'fit': raise ValueError(f'--tile tiles the whole image: use it with --geometry fit (got --geometry {args.geometry})')
+    return TiledDetector(args.backbone, Preprocess(args.size), inner=args.method, tile=args.tile, overlap=args.overlap,
+                         inner_params=params, seed=args.seed, frr=args.frr)
 
 def result_row(det, ds, metrics) -> dict:
     "One row of the results table: dataset, method, backbone, metrics, TPR/TNR at the saved threshold, fit time, images/s."
-    row = dict(category=ds.name, method=det.method, backbone=det.backbone_name)
+    row = dict(category=ds.name, method=det.label, backbone=det.backbone_name)
     row.update({k: metrics.get(k, float('nan')) for k in ('image_auroc', 'pixel_auroc', 'pro', 'f1')})
     row.update({'tpr@thr': metrics['tpr_at_threshold'], 'tnr@thr': metrics['tnr_at_threshold']})
     row.update(fit_s=det.fit_seconds, images_per_s=metrics['images_per_s'])

@@ -168,16 +168,19 @@ def load_dataset(path=None, category: Optional[str] = None) -> AnomalyDataset:
                     'a folder with good/ and defect folders, or a split CSV')
 
 # %% ../nbs/00_data.ipynb #16015663
-def _open(path: Path, mode: str) -> Image.Image:
+def _open(path, mode: str) -> Image.Image:
+    "The image `path` in PIL `mode`: a file, or an item that reads itself (`read_image(mode)`, e.g. a tile of a larger image)."
+    if hasattr(path, 'read_image'): return path.read_image(mode)
     try:
-        with Image.open(path) as im: return im.convert(mode)
+        with Image.open(Path(path)) as im: return im.convert(mode)
     except (UnidentifiedImageError, OSError) as e:
         raise DataError(f'{path}: expected a readable image file (png/jpg/bmp/tif): {e}') from None
 
 def image_size(path) -> tuple[int, int]:
-    "(width, height) of the image at `path`, from its header."
+    "(width, height) of the image at `path`, from its header (or the `size` of an item that reads itself)."
+    if hasattr(path, 'read_image'): return path.size
     try:
-        with Image.open(path) as im: return im.size
+        with Image.open(Path(path)) as im: return im.size
     except (UnidentifiedImageError, OSError) as e:
         raise DataError(f'{path}: expected a readable image file (png/jpg/bmp/tif): {e}') from None
 
@@ -188,7 +191,7 @@ def _round32(v: float) -> int: return max(32, int(round(v / 32)) * 32)
 @dataclass
 class Preprocess:
     "Image file -> model input (RGB 0..1, (3, H, W)) in geometry `mode` ('fit', 'squash' or 'crop'); `unmap` takes maps back."
-    size: int = 256                    # fit: short side of the input; squash: its side; crop: the short side before cropping
+    size: Optional[int] = 256          # fit: short side of the input (None: the training images' own); squash: side; crop: short side before cropping
     crop: int = 224                    # crop: side of the centre crop
     mode: str = 'fit'
     height: Optional[int] = None       # fit: the input size, set by `resolved` from the training images
@@ -197,7 +200,8 @@ class Preprocess:
 
     def __post_init__(self):
         if self.mode not in GEOMETRIES: raise ValueError(f'geometry must be one of {GEOMETRIES}, not {self.mode!r}')
-        if self.size < 32: raise ValueError(f'size must be at least 32 pixels, got {self.size}')
+        if self.size is None and self.mode != 'fit': raise ValueError(f'geometry {self.mode!r} needs a size')
+        if self.size is not None and self.size < 32: raise ValueError(f'size must be at least 32 pixels, got {self.size}')
         if self.mode == 'crop' and not 0 < self.crop <= self.size: raise ValueError(f'crop ({self.crop}) must be in 1..size ({self.size})')
         if self.max_stretch < 1: raise ValueError(f'max_stretch must be >= 1, got {self.max_stretch}')
 
@@ -206,13 +210,16 @@ class Preprocess:
         "(H, W) of every model input; a `fit` geometry not yet `resolved` is square."
         if self.mode == 'crop': return self.crop, self.crop
         if self.mode == 'fit' and self.height: return self.height, self.width
+        if self.size is None: raise ValueError('this `fit` geometry takes its size from the training images: call `resolved(paths)` (a detector does it in `fit`)')
         return _round32(self.size), _round32(self.size)
 
     def resolved(self, paths) -> 'Preprocess':
         "This geometry with its input size fixed from the images at `paths` (`fit`: their median aspect ratio)."
         if self.mode != 'fit': return self
-        aspect = float(np.median([w / h for w, h in map(image_size, paths)]))
-        short, long = _round32(self.size), _round32(self.size * max(aspect, 1 / aspect))
+        sizes = [image_size(p) for p in paths]
+        aspect = float(np.median([w / h for w, h in sizes]))
+        size = self.size or float(np.median([min(s) for s in sizes]))  # None: the images' own resolution
+        short, long = _round32(size), _round32(size * max(aspect, 1 / aspect))
         h, w = (short, long) if aspect >= 1 else (long, short)
         return Preprocess(self.size, self.crop, 'fit', h, w, self.max_stretch)
 
@@ -243,7 +250,7 @@ class Preprocess:
 
     def pil(self, path) -> Image.Image:
         "The RGB image at `path` as the model sees it."
-        return Image.fromarray(self._geometry(_open(Path(path), 'RGB'), Image.BILINEAR, 'edge'))
+        return Image.fromarray(self._geometry(_open(path, 'RGB'), Image.BILINEAR, 'edge'))
 
     def image(self, path) -> torch.Tensor:
         "Float tensor (3, H, W) in 0..1."
@@ -252,7 +259,7 @@ class Preprocess:
     def mask(self, sample: Sample) -> torch.Tensor:
         "Float tensor (H, W) of 0/1 in the model's input geometry; zeros for a sample without a mask."
         if sample.mask is None: return torch.zeros(self.input_size)
-        m = _open(Path(sample.mask), 'L')
+        m = _open(sample.mask, 'L')
         size = image_size(sample.path)
         if m.size != size: raise DataError(f'{sample.mask}: mask size {m.size} differs from its image {sample.path} {size}')
         return torch.from_numpy(self._geometry(m, Image.NEAREST, 'constant') > 127).float()

@@ -77,6 +77,15 @@ class Detector:
         self._check_fitted()
         return self._score(x.to(self.device))
 
+    @property
+    def label(self) -> str:
+        "The method as results tables name it."
+        return self.method
+
+    def images_per_batch(self, bs: int) -> int:
+        "Whole images to preprocess at once so that a batch holds about `bs` model inputs (a tiled method makes several per image)."
+        return bs
+
     def flags(self, scores) -> torch.Tensor:
         "The decision rule, the same everywhere: True (anomalous) where `scores` are above the saved threshold."
         self._check_fitted()
@@ -147,9 +156,9 @@ def eval_size(size: tuple[int, int], max_side: Optional[int]) -> tuple[int, int]
 
 def score_images(det: Detector, paths, bs: int = 32, max_side: Optional[int] = 1024, progress: bool = True):
     "Yield, per image file in `paths` (in batches of `bs`): `path`, `size` (w, h), `predict`'s fields with `map` over the whole image."
-    paths = [Path(p) for p in paths]
-    for b in (progress_bar(range(0, len(paths), bs), leave=False) if progress else range(0, len(paths), bs)):
-        batch = paths[b:b + bs]
+    paths, n = [Path(p) for p in paths], det.images_per_batch(bs)
+    for b in (progress_bar(range(0, len(paths), n), leave=False) if progress else range(0, len(paths), n)):
+        batch = paths[b:b + n]
         for p, r in zip(batch, det.predict(torch.stack([det.pre.image(p) for p in batch]))):
             r['size'] = image_size(p)
             if r['map'] is not None: r['map'] = det.pre.unmap(r['map'], r['size'] if max_side is None else eval_size(r['size'], max_side))

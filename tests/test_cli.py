@@ -1,5 +1,5 @@
 "End-to-end runs of the `anomaly-fastai` console script in a fresh process, as a user types them."
-import csv, subprocess, sys
+import csv, shutil, subprocess, sys
 from pathlib import Path
 import pytest
 from anomaly_fastai.data import sample_path
@@ -70,3 +70,26 @@ def test_bench_on_full_bottle(shared_data, tmp_path):
     r = run('bench', '--data', shared_data/'mvtec_ad', '--category', 'bottle', '--method', 'knn', '--backbone', 'mobilenet_v2', '--out', tmp_path)
     rows = list(csv.DictReader(open(tmp_path/'results.csv')))
     assert float(rows[0]['image_auroc']) > 0.95 and float(rows[0]['pixel_auroc']) > 0.9, r.stdout
+
+def test_heatmaps_never_collide(tmp_path):
+    "Two defect folders holding the same file names: one heatmap per test image, each under its own path."
+    data = tmp_path/'part'
+    shutil.copytree(sample_path()/'bottle'/'train'/'good', data/'good')
+    for kind in ('scratch', 'dent'): shutil.copytree(sample_path()/'bottle'/'test'/'broken_small', data/kind)
+    r = run('bench', '--data', data, '--out', tmp_path/'b', '--heatmaps', '100', '--size', '128')
+    n_test = 60 // 5 + 2 * 5  # every 5th good image is held out, and both defect folders
+    files = sorted((tmp_path/'b'/'heatmaps').rglob('*.png'))
+    assert len(files) == n_test and f'{n_test} heatmaps' in r.stdout, r.stdout
+    assert {f.parent.name for f in files} == {'good', 'scratch', 'dent'}
+
+def test_tiled_fit_test_predict(tmp_path):
+    "--tile wraps the method: 128 px tiles of the 256 px sample images, at their own resolution."
+    run('fit', '--tile', '128', '--overlap', '0', '--out', tmp_path/'m')
+    r = run('test', '--model', tmp_path/'m', '--out', tmp_path/'t', '--heatmaps', '3')
+    row = next(csv.DictReader(open(tmp_path/'t'/'results.csv')))
+    assert row['method'] == 'knn, 128 px tiles' and float(row['image_auroc']) > 0.8, r.stdout
+    assert len(list((tmp_path/'t'/'heatmaps').rglob('*.png'))) == 3
+    run('predict', '--model', tmp_path/'m', '--out', tmp_path/'p', sample_path()/'bottle'/'test'/'broken_small')
+    assert len(list(csv.DictReader(open(tmp_path/'p'/'predictions.csv')))) == 5
+    r = run('fit', '--tile', '512', '--out', tmp_path/'m2', ok=False)
+    assert r.returncode == 2 and 'larger than the images' in r.stderr
