@@ -10,7 +10,7 @@ from .data import DataError, GEOMETRIES, IMAGE_EXTS, Preprocess, load_dataset
 from .metrics import ResultsTable, save_heatmap
 from .detector import (DETECTORS, calibrate_threshold, evaluate_detector, load_detector, original_image, output_name,
                                      save_detector, save_heatmaps, score_images)
-import anomaly_fastai.twin_detector  # registers --method twin
+import anomaly_fastai.twin_detector, anomaly_fastai.patch  # register --method twin, patchcore, padim, spade
 from .tiling import TiledDetector
 
 # %% auto #0
@@ -18,7 +18,9 @@ __all__ = ['METHOD_OPTIONS', 'COMMANDS', 'USER_ERRORS', 'build_parser', 'result_
            'cmd_predict', 'main']
 
 # %% ../nbs/09_cli.ipynb #5888bbf8
-METHOD_OPTIONS = dict(k=int, head=str, twin=str, epochs=int, ensemble=int, score=str)  # forwarded when given
+# forwarded to the method's constructor when given
+METHOD_OPTIONS = dict(k=int, head=str, twin=str, epochs=int, ensemble=int, score=str, coreset=float, dim=int, num_neighbors=int,
+                      search=str, loo_images=int, d=int, eps=float, k_map=int, map_layer=str)
 
 def _data_args(p):
     p.add_argument('--data', help='dataset: MVTec AD root (with --category), category folder, good/+defect folders, or split CSV; default: the embedded bottle sample')
@@ -28,7 +30,7 @@ def _fit_args(p):
     p.add_argument('--method', default='knn', help='anomaly detection method (default: knn)')
     p.add_argument('--backbone', default='mobilenet_v2', help='feature backbone (default: mobilenet_v2)')
     p.add_argument('--geometry', default='fit', choices=GEOMETRIES, help='fit: whole image, aspect ratio kept (default); squash: whole image to a square; crop: short side to SIZE, centre CROP (published protocol)')
-    p.add_argument('--size', type=int, help='input short side (fit), side (squash) or short side before cropping (crop); default 256, or the images\' own with --tile')
+    p.add_argument('--size', type=int, help='input short side (fit), side (squash) or short side before cropping (crop); default 224 (crop: 256), or the images\' own with --tile')
     p.add_argument('--crop', type=int, help='centre-crop side, with --geometry crop only (default 224)')
     p.add_argument('--tile', type=int, help='score TILE x TILE tiles of the whole image (at its own resolution, or --size) with any method; maps stitched, image score = max over tiles')
     p.add_argument('--overlap', type=float, default=0.25, help='least overlap of neighbouring tiles, a share of the tile (default 0.25)')
@@ -40,6 +42,15 @@ def _fit_args(p):
     p.add_argument('--epochs', type=int, help='training epochs with the body unfrozen (twin)')
     p.add_argument('--ensemble', type=int, help='models in the ensemble, seeds seed..seed+N-1 (twin)')
     p.add_argument('--score', help='embedding scorer (twin): knn, lof, mahalanobis')
+    p.add_argument('--coreset', type=float, help='share of patches kept in the memory bank (patchcore, default 0.1)')
+    p.add_argument('--dim', type=int, help='patch embedding size (patchcore, default 128)')
+    p.add_argument('--num-neighbors', dest='num_neighbors', type=int, help='bank neighbours of the image-score re-weighting (patchcore, default 9)')
+    p.add_argument('--search', help='nearest-neighbour backend (patchcore): torch (exact, default), faiss (exact), faiss-ivf, faiss-hnsw (approximate)')
+    p.add_argument('--loo-images', dest='loo_images', type=int, help='training images scored leave-one-out for the threshold (patchcore, default 64)')
+    p.add_argument('--d', type=int, help='random channels of the per-position Gaussians (padim, default 100)')
+    p.add_argument('--eps', type=float, help='covariance regularisation (padim, default 0.01)')
+    p.add_argument('--k-map', dest='k_map', type=int, help='nearest good images whose patches are searched for the map (knn 3, spade 50)')
+    p.add_argument('--map-layer', dest='map_layer', help='feature maps of the patch search, comma-separated (knn: stride16; spade: stride8,stride16)')
 
 def _out_args(p, what):
     p.add_argument('--out', required=True, help=f'output directory ({what})')
@@ -86,7 +97,7 @@ def _make_detector(args):
         raise ValueError(f'{", ".join(unknown)} does not apply to --method {args.method}')
     if args.crop is not None and args.geometry != 'crop': raise ValueError(f'--crop applies only with --geometry crop (got --geometry {args.geometry})')
     if args.tile is None:
-        return DETECTORS[args.method](backbone=args.backbone, pre=Preprocess(args.size or 256, args.crop or 224, args.geometry),
+        return DETECTORS[args.method](backbone=args.backbone, pre=Preprocess(args.size or (256 if args.geometry == 'crop' else 224), args.crop or 224, args.geometry),
                                       seed=args.seed, frr=args.frr, **params)
     if args.geometry != 'fit': raise ValueError(f'--tile tiles the whole image: use it with --geometry fit (got --geometry {args.geometry})')
     return TiledDetector(args.backbone, Preprocess(args.size), inner=args.method, tile=args.tile, overlap=args.overlap,

@@ -191,12 +191,12 @@ def _round32(v: float) -> int: return max(32, int(round(v / 32)) * 32)
 @dataclass
 class Preprocess:
     "Image file -> model input (RGB 0..1, (3, H, W)) in geometry `mode` ('fit', 'squash' or 'crop'); `unmap` takes maps back."
-    size: Optional[int] = 256          # fit: short side of the input (None: the training images' own); squash: side; crop: short side before cropping
+    size: Optional[int] = 224          # fit: short side of the input (None: the training images' own); squash: side; crop: short side before cropping
     crop: int = 224                    # crop: side of the centre crop
     mode: str = 'fit'
     height: Optional[int] = None       # fit: the input size, set by `resolved` from the training images
     width: Optional[int] = None
-    max_stretch: float = 1.25          # fit: most an image's aspect ratio may be changed before padding
+    max_stretch: float = 2.0           # fit: most an image's aspect ratio may be changed before padding
 
     def __post_init__(self):
         if self.mode not in GEOMETRIES: raise ValueError(f'geometry must be one of {GEOMETRIES}, not {self.mode!r}')
@@ -230,10 +230,10 @@ class Preprocess:
         if self.mode == 'crop':
             s = self.size / min(w, h)
             rw, rh = max(self.size, round(w * s)), max(self.size, round(h * s))
-        else:
-            sx, sy = W / w, H / h
-            lo = min(sx, sy); hi = min(max(sx, sy), lo * self.max_stretch)
-            rw, rh = (min(W, round(w * hi)), min(H, round(h * lo))) if sx >= sy else (min(W, round(w * lo)), min(H, round(h * hi)))
+            return rw, rh, -((rw - W) // 2), -((rh - H) // 2)  # the centre crop, rounded as it always was
+        sx, sy = W / w, H / h  # fit: stretch the tighter side by at most max_stretch, pad the rest
+        lo = min(sx, sy); hi = min(max(sx, sy), lo * self.max_stretch)
+        rw, rh = (min(W, round(w * hi)), min(H, round(h * lo))) if sx >= sy else (min(W, round(w * lo)), min(H, round(h * hi)))
         return rw, rh, (W - rw) // 2, (H - rh) // 2
 
     def _place(self, a: np.ndarray, left: int, top: int, pad_mode: str) -> np.ndarray:
@@ -250,7 +250,7 @@ class Preprocess:
 
     def pil(self, path) -> Image.Image:
         "The RGB image at `path` as the model sees it."
-        return Image.fromarray(self._geometry(_open(path, 'RGB'), Image.BILINEAR, 'edge'))
+        return Image.fromarray(self._geometry(_open(path, 'RGB'), Image.BILINEAR, 'reflect'))
 
     def image(self, path) -> torch.Tensor:
         "Float tensor (3, H, W) in 0..1."

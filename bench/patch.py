@@ -1,0 +1,62 @@
+"""Benchmark of the patch-feature methods (PatchCore, PaDiM, SPADE) on the shared data.
+
+    .venv/bin/python bench/patch.py --data ../shared/data --out bench/results/patch [--methods patchcore,padim,spade]
+        [--backbones mobilenet_v2,efficientnet_lite0,efficientnet_lite2] [--size 224] [--search torch]
+
+One row per dataset x method x backbone, each run in a fresh process (so its peak memory is its own), on MVTec AD
+bottle and Magnetic Tile (its fixed split.csv), in the default geometry (`fit`: the whole image, aspect ratio
+kept, short side `--size`) with each method's default parameters (PatchCore: coreset 0.1, search `--search`):
+image AUROC, pixel AUROC and PRO over whole original images, best F1, TPR and TNR at the saved threshold, fit s,
+test images/s, peak RSS (MB) and the size of the saved state (MB: PatchCore's bank, PaDiM's Gaussians, SPADE's
+pyramids and pooled features).
+"""
+import argparse, json, resource, subprocess, sys
+from pathlib import Path
+import torch
+from anomaly_fastai.cli import result_row
+from anomaly_fastai.data import Preprocess
+from anomaly_fastai.detector import DETECTORS, evaluate_detector
+from anomaly_fastai.metrics import ResultsTable
+import anomaly_fastai.patch  # registers patchcore, padim, spade
+from common import bench_datasets, bench_parser, device_name
+
+def state_mb(o) -> float:
+    "Megabytes of the tensors in a (nested) state dict."
+    if isinstance(o, torch.Tensor): return o.nbytes / 2**20
+    if isinstance(o, dict): return sum(map(state_mb, o.values()))
+    if isinstance(o, (list, tuple)): return sum(map(state_mb, o))
+    return 0.
+
+def one_run(a):
+    "Fit and evaluate one configuration; print its row as JSON (this runs in its own process)."
+    ds = next(bench_datasets(a.data, a.one['dataset']))
+    params = dict(search=a.search) if a.one['method'] == 'patchcore' else {}
+    det = DETECTORS[a.one['method']](a.one['backbone'], Preprocess(a.size), seed=a.seed, **params).fit(ds, progress=False)
+    print(f'fitted in {det.fit_seconds:.1f} s', file=sys.stderr, flush=True)
+    m, _ = evaluate_detector(det, ds, progress=False)
+    row = result_row(det, ds, m) | dict(input=f'{det.pre.input_size[0]}x{det.pre.input_size[1]}',
+                                        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                                        state_mb=state_mb(det._state()), device=device_name())
+    print('ROW ' + json.dumps(row), flush=True)
+
+def main():
+    ap = bench_parser(__doc__, 'bench/results/patch')
+    ap.add_argument('--methods', default='patchcore,padim,spade', help='comma-separated, from: patchcore, padim, spade')
+    ap.add_argument('--size', type=int, default=224, help='short side of the model input (default 224, the library default)')
+    ap.add_argument('--search', default='torch', help="PatchCore's search backend: torch, faiss, faiss-ivf, faiss-hnsw")
+    ap.add_argument('--one', type=json.loads, help=argparse.SUPPRESS)  # internal: one run, in a child process
+    a = ap.parse_args()
+    if a.one: return one_run(a)
+    out, table = Path(a.out), ResultsTable()
+    for ds in a.datasets.split(','):
+        for method in a.methods.split(','):
+            for bb in a.backbones.split(','):
+                one = json.dumps(dict(dataset=ds, method=method, backbone=bb))
+                p = subprocess.run([sys.executable, __file__, '--data', a.data, '--seed', str(a.seed), '--size', str(a.size),
+                                    '--search', a.search, '--one', one], capture_output=True, text=True)
+                rows = [json.loads(l[4:]) for l in p.stdout.splitlines() if l.startswith('ROW ')]
+                if p.returncode or not rows: sys.exit(f'{one} failed:\n{p.stderr[-3000:]}')
+                table.add(rows[0]); print(table, flush=True)
+                table.to_csv(out.with_suffix('.csv')); table.to_markdown(out.with_suffix('.md'))
+
+if __name__ == '__main__': main()
