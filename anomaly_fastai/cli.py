@@ -30,7 +30,7 @@ def _fit_args(p):
     p.add_argument('--method', default='knn', help='anomaly detection method (default: knn)')
     p.add_argument('--backbone', default='mobilenet_v2', help='feature backbone (default: mobilenet_v2)')
     p.add_argument('--geometry', default='fit', choices=GEOMETRIES, help='fit: whole image, aspect ratio kept (default); squash: whole image to a square; crop: short side to SIZE, centre CROP (published protocol)')
-    p.add_argument('--size', type=int, help='input short side (fit), side (squash) or short side before cropping (crop); default 224 (crop: 256), or the images\' own with --tile')
+    p.add_argument('--size', type=int, help='input short side (fit), side (squash) or short side before cropping (crop); default 256, or the images\' own with --tile')
     p.add_argument('--crop', type=int, help='centre-crop side, with --geometry crop only (default 224)')
     p.add_argument('--tile', type=int, help='score TILE x TILE tiles of the whole image (at its own resolution, or --size) with any method; maps stitched, image score = max over tiles')
     p.add_argument('--overlap', type=float, default=0.25, help='least overlap of neighbouring tiles, a share of the tile (default 0.25)')
@@ -97,7 +97,7 @@ def _make_detector(args):
         raise ValueError(f'{", ".join(unknown)} does not apply to --method {args.method}')
     if args.crop is not None and args.geometry != 'crop': raise ValueError(f'--crop applies only with --geometry crop (got --geometry {args.geometry})')
     if args.tile is None:
-        return DETECTORS[args.method](backbone=args.backbone, pre=Preprocess(args.size or (256 if args.geometry == 'crop' else 224), args.crop or 224, args.geometry),
+        return DETECTORS[args.method](backbone=args.backbone, pre=Preprocess(args.size or 256, args.crop or 224, args.geometry),
                                       seed=args.seed, frr=args.frr, **params)
     if args.geometry != 'fit': raise ValueError(f'--tile tiles the whole image: use it with --geometry fit (got --geometry {args.geometry})')
     return TiledDetector(args.backbone, Preprocess(args.size), inner=args.method, tile=args.tile, overlap=args.overlap,

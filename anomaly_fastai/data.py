@@ -191,7 +191,7 @@ def _round32(v: float) -> int: return max(32, int(round(v / 32)) * 32)
 @dataclass
 class Preprocess:
     "Image file -> model input (RGB 0..1, (3, H, W)) in geometry `mode` ('fit', 'squash' or 'crop'); `unmap` takes maps back."
-    size: Optional[int] = 224          # fit: short side of the input (None: the training images' own); squash: side; crop: short side before cropping
+    size: Optional[int] = 256          # fit: short side of the input (None: the training images' own); squash: side; crop: short side before cropping
     crop: int = 224                    # crop: side of the centre crop
     mode: str = 'fit'
     height: Optional[int] = None       # fit: the input size, set by `resolved` from the training images

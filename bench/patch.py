@@ -1,7 +1,7 @@
 """Benchmark of the patch-feature methods (PatchCore, PaDiM, SPADE) on the shared data.
 
     .venv/bin/python bench/patch.py --data ../shared/data --out bench/results/patch [--methods patchcore,padim,spade]
-        [--backbones mobilenet_v2,efficientnet_lite0,efficientnet_lite2] [--size 224] [--search torch]
+        [--backbones mobilenet_v2,efficientnet_lite0,efficientnet_lite2] [--size 256] [--search torch]
 
 One row per dataset x method x backbone, each run in a fresh process (so its peak memory is its own), on MVTec AD
 bottle and Magnetic Tile (its fixed split.csv), in the default geometry (`fit`: the whole image, aspect ratio
@@ -42,7 +42,7 @@ def one_run(a):
 def main():
     ap = bench_parser(__doc__, 'bench/results/patch')
     ap.add_argument('--methods', default='patchcore,padim,spade', help='comma-separated, from: patchcore, padim, spade')
-    ap.add_argument('--size', type=int, default=224, help='short side of the model input (default 224, the library default)')
+    ap.add_argument('--size', type=int, default=256, help='short side of the model input (default 256, the library default)')
     ap.add_argument('--search', default='torch', help="PatchCore's search backend: torch, faiss, faiss-ivf, faiss-hnsw")
     ap.add_argument('--one', type=json.loads, help=argparse.SUPPRESS)  # internal: one run, in a child process
     a = ap.parse_args()
