@@ -69,15 +69,16 @@ def synthetic_check(backbone, seed) -> list[dict]:
 
 def main():
     ap = bench_parser(__doc__, 'bench/results/geometry')
+    ap.add_argument('--methods', default='knn,twin', help='comma-separated rows to run: knn, twin')
     ap.add_argument('--synthetic-only', action='store_true', help='run only the synthetic tiling check')
     ap.add_argument('--twin-epochs', type=int, default=1, help='epochs of the twin rows (0: no twin rows)')
     ap.add_argument("--one", type=json.loads, help=argparse.SUPPRESS)  # internal: one run, in a child process
     a = ap.parse_args()
     if a.one: return one_run(a)
     if a.synthetic_only: return write_synthetic(a)
-    runs = [(ds, 'knn', g) for ds in a.datasets.split(',') for g in GEOMETRIES]
-    runs += [('magnetic_tile', 'knn', 'tile128')] if 'magnetic_tile' in a.datasets else []
-    if a.twin_epochs: runs += [(ds, 'twin', g) for ds in a.datasets.split(',') for g in ('crop', 'fit')]
+    runs = [(ds, 'knn', g) for ds in a.datasets.split(',') for g in GEOMETRIES] if 'knn' in a.methods else []
+    runs += [('magnetic_tile', 'knn', 'tile128')] if 'magnetic_tile' in a.datasets and 'knn' in a.methods else []
+    if a.twin_epochs and 'twin' in a.methods: runs += [(ds, 'twin', g) for ds in a.datasets.split(',') for g in ('crop', 'fit')]
     out, table = Path(a.out), ResultsTable()
     for ds, method, geometry in runs:
         for bb in a.backbones.split(','):
@@ -88,7 +89,7 @@ def main():
             if p.returncode or not rows: sys.exit(f'{one} failed:\n{p.stderr[-3000:]}')
             table.add(rows[0]); print(table, flush=True)
             table.to_csv(out.with_suffix('.csv')); table.to_markdown(out.with_suffix('.md'))
-    write_synthetic(a)
+    if 'knn' in a.methods: write_synthetic(a)
 
 def write_synthetic(a):
     out, synth = Path(a.out), ResultsTable(synthetic_check(a.backbones.split(',')[0], a.seed))
