@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #8dcb3457
 from __future__ import annotations
-import csv, importlib.resources
+import csv, importlib.resources, os, warnings
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Optional
@@ -15,9 +15,9 @@ from fastai.data.core import Datasets, DataLoaders
 from fastai.data.transforms import IndexSplitter
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'GEOMETRIES', 'DataError', 'Sample', 'AnomalyDataset', 'mvtec_dataset', 'sample_path', 'sample_dataset',
-           'folder_dataset', 'csv_dataset', 'load_dataset', 'image_size', 'Preprocess', 'to_tensor', 'train_dls',
-           'test_dl']
+__all__ = ['IMAGE_EXTS', 'SPLIT_COLUMNS', 'MIN_SIDE', 'MAX_PIXELS', 'GEOMETRIES', 'DataError', 'Sample', 'AnomalyDataset',
+           'mvtec_dataset', 'sample_path', 'sample_dataset', 'folder_dataset', 'csv_dataset', 'load_dataset',
+           'image_size', 'check_image', 'Preprocess', 'to_tensor', 'check_dataset', 'train_dls', 'test_dl']
 
 # %% ../nbs/00_data.ipynb #65ac94f7
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
@@ -129,26 +129,44 @@ def folder_dataset(root, test_every: int = 5, good: str = 'good', masks: str = '
     return AnomalyDataset(root.name, root, train, test)
 
 # %% ../nbs/00_data.ipynb #d59678a0
+SPLIT_COLUMNS = ('split', 'label', 'defect_type', 'image', 'mask')
+
 def csv_dataset(csv_path, name: Optional[str] = None) -> AnomalyDataset:
     "Read a split CSV with columns split,label,defect_type,image,mask (paths relative to the CSV's folder)."
     csv_path = Path(csv_path).expanduser()
-    if not csv_path.is_file(): raise DataError(f'{csv_path}: expected a split CSV (split,label,defect_type,image,mask)')
+    what = f'a split CSV ({",".join(SPLIT_COLUMNS)})'
+    if not csv_path.exists(): raise DataError(f'{csv_path}: expected {what}, but this path does not exist')
+    if not csv_path.is_file(): raise DataError(f'{csv_path}: expected {what}, found a folder')
+    try:
+        with open(csv_path, newline='', encoding='utf-8-sig') as f:  # utf-8-sig: Excel's byte-order mark is not part of the first column name
+            reader = csv.DictReader(f)
+            cols = [(c or '').strip() for c in (reader.fieldnames or [])]
+            rows = [(reader.line_num, {(k or '').strip(): v for k, v in r.items()}) for r in reader]
+    except UnicodeDecodeError as e:
+        raise DataError(f'{csv_path}: expected a UTF-8 text file ({what}), found bytes that are not text at position {e.start}') from None
+    need = SPLIT_COLUMNS[:4]
+    if not cols: raise DataError(f'{csv_path}: expected a header line {",".join(SPLIT_COLUMNS)}, found an empty file')
+    if missing := [c for c in need if c not in cols]:
+        raise DataError(f'{csv_path}: expected columns {",".join(SPLIT_COLUMNS)} (mask optional); missing {", ".join(missing)}, found {",".join(cols)}')
+    if not rows: raise DataError(f'{csv_path}: has a header line but no rows; expected one row per image')
     base, train, test = csv_path.parent, [], []
-    with open(csv_path, newline='') as f:
-        rows = list(csv.DictReader(f))
-    need = {'split', 'label', 'defect_type', 'image'}
-    if not rows or not need <= set(rows[0]): raise DataError(f'{csv_path}: expected columns {sorted(need | {"mask"})}')
-    for i, r in enumerate(rows, 2):
-        img = base/r['image']
-        if not img.is_file(): raise DataError(f'{csv_path} line {i}: image {img} does not exist')
-        m = base/r['mask'] if r.get('mask') else None
-        if m is not None and not m.is_file(): raise DataError(f'{csv_path} line {i}: mask {m} does not exist')
-        s = Sample(img, int(r['label']), r['defect_type'], m if int(r['label']) else None)
-        if r['split'] == 'train':
-            if s.label: raise DataError(f'{csv_path} line {i}: training images must be good (label 0)')
+    for i, r in rows:
+        where = f'{csv_path} line {i}'
+        if any(r.get(c) is None for c in need): raise DataError(f'{where}: expected {len(cols)} comma-separated values, found fewer')
+        split, label, dtype, image = (r[c].strip() for c in need)
+        if split not in ('train', 'test'): raise DataError(f'{where}: split must be "train" or "test", found {split!r}')
+        if label not in ('0', '1'): raise DataError(f'{where}: label must be 0 (good) or 1 (anomalous), found {label!r}')
+        if not image: raise DataError(f'{where}: expected an image path, found an empty value')
+        img = base/image
+        if not img.is_file(): raise DataError(f'{where}: image {img} does not exist')
+        mask = (r.get('mask') or '').strip()
+        m = base/mask if mask else None
+        if m is not None and not m.is_file(): raise DataError(f'{where}: mask {m} does not exist')
+        s = Sample(img, int(label), dtype or ('good' if label == '0' else 'defect'), m if label == '1' else None)
+        if split == 'train':
+            if s.label: raise DataError(f'{where}: training images must be good (label 0), found label 1')
             train.append(s)
-        elif r['split'] == 'test': test.append(s)
-        else: raise DataError(f'{csv_path} line {i}: split must be "train" or "test", not {r["split"]!r}')
+        else: test.append(s)
     if not train: raise DataError(f'{csv_path}: expected training rows (split=train), found none')
     return AnomalyDataset(name or base.name, base, train, test)
 
@@ -157,33 +175,75 @@ def load_dataset(path=None, category: Optional[str] = None) -> AnomalyDataset:
     "Read `path` (MVTec root with `category`, a split CSV, a folder with `good/`, or a folder holding `split.csv`); the embedded sample when `path` is None."
     if path is None: return mvtec_dataset(sample_path(), category or 'bottle')
     p = Path(path).expanduser()
-    if p.suffix.lower() == '.csv': return csv_dataset(p)
+    kinds = 'an MVTec AD root (with a category), a category folder with train/good, a folder with good/ and defect folders, or a split CSV'
+    if not p.exists(): raise DataError(f'{p}: expected a dataset ({kinds}), but this path does not exist')
+    if p.suffix.lower() == '.csv' or p.is_file(): return csv_dataset(p)
     if category is not None:
         if (p/category/'split.csv').is_file(): return csv_dataset(p/category/'split.csv', category)
         return mvtec_dataset(p, category)
     if (p/'split.csv').is_file(): return csv_dataset(p/'split.csv')
     if (p/'train'/'good').is_dir(): return mvtec_dataset(p.parent, p.name)
     if (p/'good').is_dir(): return folder_dataset(p)
-    raise DataError(f'{p}: expected an MVTec AD root (pass a category), a category folder with train/good, '
-                    'a folder with good/ and defect folders, or a split CSV')
+    raise DataError(f'{p}: expected {kinds}; found none of these')
 
-# %% ../nbs/00_data.ipynb #16015663
-def _open(path, mode: str) -> Image.Image:
-    "The image `path` in PIL `mode`: a file, or an item that reads itself (`read_image(mode)`, e.g. a tile of a larger image)."
+# %% ../nbs/00_data.ipynb #2ddfb9de
+MIN_SIDE = 32  # images smaller than this on their short side are refused
+MAX_PIXELS = int(float(os.environ.get('ANOMALY_FASTAI_MAX_PIXELS', 500e6)))  # largest image (width x height) read
+
+def _read(path) -> Image.Image:
+    "The image file `path`, opened lazily (header only); Pillow's decompression-bomb check is replaced by `MAX_PIXELS`."
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try: return Image.open(Path(path))
+        finally: Image.MAX_IMAGE_PIXELS = limit
+
+def _check_size(size, path, min_side: int = MIN_SIDE) -> tuple[int, int]:
+    "`size` (w, h) of the image at `path`, checked against `min_side` and `MAX_PIXELS`."
+    w, h = size
+    if w * h > MAX_PIXELS:
+        raise DataError(f'{path}: image is {w} x {h} ({w * h / 1e6:.0f} MP); expected at most {MAX_PIXELS / 1e6:.0f} MP '
+                        '(set ANOMALY_FASTAI_MAX_PIXELS to allow larger images)')
+    if min(w, h) < min_side: raise DataError(f'{path}: image is {w} x {h} pixels; expected at least {min_side} px on its short side')
+    return w, h
+
+def _bits(im: Image.Image) -> int:
+    "Bit depth of a single-channel integer image of more than 8 bits."
+    if im.mode.startswith('I;16'): return 16
+    tag = getattr(im, 'tag_v2', {}).get(258) if hasattr(im, 'tag_v2') else None  # TIFF BitsPerSample
+    if tag: return int(tag[0] if isinstance(tag, tuple) else tag)
+    return 16 if np.asarray(im).max() < 65536 else 32
+
+def _to_8bit(im: Image.Image) -> Image.Image:
+    "Images of more than 8 bits per channel that Pillow would clip ('I;16*', 'I', 'F') as 8-bit 'L', scaled by their bit depth."
+    if not (im.mode.startswith('I') or im.mode == 'F'): return im
+    a = np.asarray(im).astype(np.float32)
+    a = a * 255 if im.mode == 'F' else a * (255 / (2 ** _bits(im) - 1))
+    return Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8), 'L')
+
+def _open(path, mode: str, min_side: int = MIN_SIDE) -> Image.Image:
+    "The image `path` in PIL `mode`: a file (checked: readable, size, bit depth), or an item that reads itself (`read_image(mode)`, e.g. a tile)."
     if hasattr(path, 'read_image'): return path.read_image(mode)
     try:
-        with Image.open(Path(path)) as im: return im.convert(mode)
-    except (UnidentifiedImageError, OSError) as e:
+        with _read(path) as im:
+            _check_size(im.size, path, min_side)
+            return _to_8bit(im).convert(mode)
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise DataError(f'{path}: expected a readable image file (png/jpg/bmp/tif): {e}') from None
 
 def image_size(path) -> tuple[int, int]:
     "(width, height) of the image at `path`, from its header (or the `size` of an item that reads itself)."
     if hasattr(path, 'read_image'): return path.size
     try:
-        with Image.open(Path(path)) as im: return im.size
-    except (UnidentifiedImageError, OSError) as e:
+        with _read(path) as im: return im.size
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise DataError(f'{path}: expected a readable image file (png/jpg/bmp/tif): {e}') from None
 
+def check_image(path, min_side: int = MIN_SIDE) -> tuple[int, int]:
+    "(width, height) of the image at `path` from its header, which must be readable, at least `min_side` px and at most `MAX_PIXELS`."
+    return _check_size(image_size(path), path, min_side)
+
+# %% ../nbs/00_data.ipynb #16015663
 GEOMETRIES = ('fit', 'squash', 'crop')
 
 def _round32(v: float) -> int: return max(32, int(round(v / 32)) * 32)
@@ -259,7 +319,7 @@ class Preprocess:
     def mask(self, sample: Sample) -> torch.Tensor:
         "Float tensor (H, W) of 0/1 in the model's input geometry; zeros for a sample without a mask."
         if sample.mask is None: return torch.zeros(self.input_size)
-        m = _open(sample.mask, 'L')
+        m = _open(sample.mask, 'L', min_side=1)
         size = image_size(sample.path)
         if m.size != size: raise DataError(f'{sample.mask}: mask size {m.size} differs from its image {sample.path} {size}')
         return torch.from_numpy(self._geometry(m, Image.NEAREST, 'constant') > 127).float()
@@ -285,6 +345,19 @@ class Preprocess:
 def to_tensor(im: Image.Image) -> torch.Tensor:
     "PIL RGB image -> float tensor (3, H, W) in 0..1."
     return torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.).permute(2, 0, 1).contiguous()
+
+# %% ../nbs/00_data.ipynb #f0c45e28
+def check_dataset(ds: AnomalyDataset, min_side: int = MIN_SIDE) -> AnomalyDataset:
+    "Open the header of every image and mask of `ds`; raise a `DataError` naming the first bad file (and how many more there are)."
+    problems = []
+    for s in [*ds.train, *ds.test]:
+        try:
+            size = check_image(s.path, min_side)
+            if s.mask is not None and (ms := image_size(s.mask)) != size:
+                raise DataError(f'{s.mask}: mask size {ms} differs from its image {s.path} {size}')
+        except DataError as e: problems.append(str(e))
+    if problems: raise DataError(problems[0] + (f' (and {len(problems) - 1} more bad files in {ds.name})' if len(problems) > 1 else ''))
+    return ds
 
 # %% ../nbs/00_data.ipynb #c2ea03b7
 def _items_dsets(samples, pre: Preprocess, with_mask: bool, splits=None) -> Datasets:

@@ -4,14 +4,13 @@
 
 # %% ../nbs/07_detector.ipynb #ff7b93b8
 from __future__ import annotations
-import json, time
+import hashlib, json, math, os, shutil, tempfile, time, warnings
 from pathlib import Path
 from typing import Optional
 import numpy as np, torch
 import torch.nn.functional as F
 from fastprogress.fastprogress import progress_bar
 from . import __version__
-import os
 from PIL import Image
 from .data import AnomalyDataset, DataError, Preprocess, Sample, image_size, to_tensor, train_dls, _open
 from .backbones import get_backbone, extract_features
@@ -19,9 +18,10 @@ from .scoring import KNNScorer, NearestNeighbours, Scorer, threshold_at_frr
 from .metrics import MinMax, best_threshold, evaluate, save_heatmap
 
 # %% auto #0
-__all__ = ['DETECTORS', 'default_device', 'register', 'Detector', 'save_detector', 'load_detector', 'eval_size', 'score_images',
-           'score_dataset', 'evaluate_detector', 'rates_at_threshold', 'output_name', 'original_image', 'save_heatmaps',
-           'gaussian_blur', 'KNNDetector', 'calibrate_threshold']
+__all__ = ['DETECTORS', 'FITTED_WITH', 'REQUIRED_KEYS', 'default_device', 'register', 'ThresholdWarning', 'frr_rule', 'Detector',
+           'save_detector', 'load_detector', 'eval_size', 'score_images', 'score_dataset', 'evaluate_detector',
+           'rates_at_threshold', 'output_name', 'original_image', 'save_heatmaps', 'gaussian_blur', 'KNNDetector',
+           'calibrate_threshold']
 
 # %% ../nbs/07_detector.ipynb #59483e79
 def default_device() -> torch.device:
@@ -35,16 +35,34 @@ def register(cls):
     DETECTORS[cls.method] = cls
     return cls
 
+class ThresholdWarning(UserWarning):
+    "The default threshold rests on very few good images."
+
+def frr_rule(good, threshold: float, frr: float) -> dict:
+    "How an `frr` threshold sits among the leave-one-out scores `good`, with a `warning` when one or two images set it."
+    good = torch.as_tensor(good).float()
+    n, above = len(good), int((good > threshold).sum())
+    rule = dict(rule='frr', frr=frr, n_good=n, n_above=above,
+                text=f'flags {frr:.1%} of {n} good training images (leave-one-out): {above} of them score above it')
+    if above <= 1:
+        which = 'highest score' if above == 0 else 'two highest scores'
+        rule['warning'] = (f'the threshold rests on the {which} of the {n} good training images ({frr:.1%} of {n} is {frr * n:.1f} image): '
+                           f'one unusual training image moves it; use about {math.ceil(2 / frr) + 1 if frr > 0 else "many"} good images, '
+                           'or set it on labelled images (fit --val)')
+    return rule
+
 class Detector:
     "Base class of every method: fit on good images, score and localise anomalies, save and load."
     method = ''
     def __init__(self, backbone: str = 'mobilenet_v2', pre: Optional[Preprocess] = None, pretrained: bool = True,
                  seed: int = 42, frr: float = 0.01, device=None, **params):
+        if not 0 <= frr < 1: raise ValueError(f'frr must be in [0, 1), got {frr}')
         self.backbone_name, self.pre, self.pretrained = backbone, pre or Preprocess(), pretrained
         self.seed, self.frr, self.params = seed, frr, params
         self.device = torch.device(device) if device is not None else default_device()
         self.threshold, self.norm, self.train_paths, self.fit_seconds = None, None, [], None
         self.calibration = None  # how the threshold was set, when not from `frr`
+        self.threshold_rule = None  # how the threshold was set (frr or labelled images), with a warning when few images set it
         self.map_range = None  # (low, high) display range of anomaly maps, for methods that make maps
 
     # -- what a method implements
@@ -53,18 +71,28 @@ class Detector:
     def _loo_scores(self) -> torch.Tensor: raise NotImplementedError
     def _state(self) -> dict: return {}
     def _load_state(self, state: dict): pass
+    def _check_fit(self, ds: AnomalyDataset): pass  # raise ValueError if the parameters cannot work with `ds`, before any slow work
 
     # -- shared
     def fit(self, ds: AnomalyDataset, bs: int = 32, progress: bool = True) -> 'Detector':
         "Learn what good looks like from `ds.train`, then set the normalisation and threshold from leave-one-out scores."
+        if len(ds.train) < 2: raise DataError(f'{ds.root}: expected at least 2 good training images (leave-one-out scores need another image), found {len(ds.train)}')
+        if bs < 1: raise ValueError(f'bs must be at least 1, got {bs}')
+        self._check_fit(ds)
         torch.manual_seed(self.seed); np.random.seed(self.seed)
         t0 = time.perf_counter()
         self.train_paths = [str(s.path) for s in ds.train]
         self.pre = self.pre.resolved(self.train_paths)  # `fit` geometry: the input size follows the training images
         self._fit(ds, bs, progress)
-        good = self._loo_scores()
+        good = self._loo_scores().float().cpu()
+        if bad := int((~torch.isfinite(good)).sum()):
+            raise ValueError(f'{bad} of {len(good)} leave-one-out scores of the good training images are not finite numbers '
+                             f'(e.g. {good[~torch.isfinite(good)][0].item()}); expected finite scores: check the method parameters')
         self.norm = MinMax().fit(good)
         self.threshold, self.calibration = threshold_at_frr(good, self.frr), None
+        if not math.isfinite(self.threshold): raise ValueError(f'the threshold came out {self.threshold}; expected a finite number')
+        self.threshold_rule = frr_rule(good, self.threshold, self.frr)
+        if 'warning' in self.threshold_rule: warnings.warn(self.threshold_rule['warning'], ThresholdWarning, stacklevel=2)
         self.fit_seconds = time.perf_counter() - t0
         return self
 
@@ -91,13 +119,19 @@ class Detector:
         self._check_fitted()
         return torch.as_tensor(scores) > self.threshold
 
+    def normalize(self, scores) -> torch.Tensor:
+        "`scores` on the documented 0..1 scale: 0.5 at the threshold, +-0.5 per spread of the good training scores, clipped."
+        self._check_fitted()
+        spread = self.norm.max - self.norm.min if self.norm is not None and self.norm.max > self.norm.min else 1.
+        return ((torch.as_tensor(scores, dtype=torch.float64) - self.threshold) / spread + 0.5).clamp(0, 1)
+
     def predict(self, x: torch.Tensor) -> list[dict]:
-        "Per image: raw `score`, normalised `norm_score`, `label` ('anomaly'/'good' at the saved threshold), `map`, `nearest` training image."
+        "Per image: raw `score`, `norm_score` (0.5 at the threshold, see `normalize`), `label` ('anomaly'/'good' at the saved threshold), `map`, `nearest` training image."
         r = self.score(x)
-        out, flagged = [], self.flags(r['scores']).tolist()
+        out, flagged, normed = [], self.flags(r['scores']).tolist(), self.normalize(r['scores'].detach().cpu()).tolist()
         for i, s in enumerate(r['scores'].tolist()):
             near = r.get('nearest')
-            out.append(dict(score=s, norm_score=float(self.norm(torch.tensor([s]))[0]), label='anomaly' if flagged[i] else 'good',
+            out.append(dict(score=s, norm_score=normed[i], label='anomaly' if flagged[i] else 'good',
                             map=None if r.get('maps') is None else r['maps'][i].cpu(),
                             nearest=None if near is None else self.train_paths[int(near[i])]))
         return out
@@ -106,24 +140,16 @@ class Detector:
         "Everything but tensors, as plain JSON."
         return dict(method=self.method, version=__version__, backbone=self.backbone_name, pretrained=self.pretrained,
                     preprocess=self.pre.to_dict(), seed=self.seed, frr=self.frr, params=self.params,
-                    threshold=self.threshold, calibration=self.calibration, norm=self.norm.to_dict() if self.norm else None,
-                    train_paths=self.train_paths, fit_seconds=self.fit_seconds)
+                    threshold=self.threshold, threshold_rule=self.threshold_rule, calibration=self.calibration,
+                    norm=self.norm.to_dict() if self.norm else None, train_paths=self.train_paths, fit_seconds=self.fit_seconds)
 
     def __repr__(self):
         state = 'fitted' if self.threshold is not None else 'not fitted'
         return f'{type(self).__name__}(backbone={self.backbone_name!r}, {self.pre}, params={self.params}, {state})'
 
 # %% ../nbs/07_detector.ipynb #ff48d2fa
-def save_detector(det: Detector, path, force: bool = False) -> Path:
-    "Write `det` to the directory `path` (config.json + state.pt)."
-    det._check_fitted()
-    path = Path(path)
-    if path.exists() and any(path.iterdir()) and not force:
-        raise FileExistsError(f'{path}: a model directory already exists here; pass force=True (CLI: --force) to overwrite it')
-    path.mkdir(parents=True, exist_ok=True)
-    (path/'config.json').write_text(json.dumps(det.config(), indent=2))
-    torch.save(_to_cpu(det._state()), path/'state.pt')
-    return path
+FITTED_WITH = ('method', 'backbone', 'pretrained', 'preprocess', 'params')  # config.json entries the state depends on
+REQUIRED_KEYS = ('method', 'backbone', 'preprocess', 'params', 'threshold', 'norm', 'train_paths')
 
 def _to_cpu(o):
     if isinstance(o, torch.Tensor): return o.detach().cpu()
@@ -131,20 +157,124 @@ def _to_cpu(o):
     if isinstance(o, (list, tuple)): return type(o)(_to_cpu(v) for v in o)
     return o
 
+def _shapes(o, name: str = '') -> dict:
+    "Shapes of the tensors in a (nested) state, by dotted name."
+    if isinstance(o, torch.Tensor): return {name: list(o.shape)}
+    items = o.items() if isinstance(o, dict) else enumerate(o) if isinstance(o, (list, tuple)) else []
+    return {k2: s for k, v in items for k2, s in _shapes(v, f'{name}.{k}' if name else str(k)).items()}
+
+def _sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
+    return h.hexdigest()
+
+def _fsync(path):
+    with open(path, 'rb') as f: os.fsync(f.fileno())
+
+def save_detector(det: Detector, path, force: bool = False) -> Path:
+    "Write `det` to the directory `path` (config.json + state.pt), atomically: written beside it, then renamed into place."
+    det._check_fitted()
+    path = Path(path)
+    if path.exists() and not path.is_dir(): raise FileExistsError(f'{path}: expected a model directory, found a file')
+    if path.exists() and any(path.iterdir()):
+        if not force: raise FileExistsError(f'{path}: a model directory already exists here; pass force=True (CLI: --force) to overwrite it')
+        if not (path/'config.json').is_file():
+            raise FileExistsError(f'{path}: expected a model directory written by anomaly-fastai (with config.json) to replace, '
+                                  'found other files; refusing to delete them: choose another directory')
+    cfg, state = det.config(), _to_cpu(det._state())
+    try: json.dumps(cfg, allow_nan=False)
+    except ValueError: raise ValueError(f'{path}: cannot save a model whose configuration holds a value that is not a finite number '
+                                        f'(threshold {det.threshold}, norm {cfg["norm"]})') from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.saving-', dir=path.parent))
+    try:
+        umask = os.umask(0); os.umask(umask); os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private
+        torch.save(state, tmp/'state.pt'); _fsync(tmp/'state.pt')
+        cfg['fingerprint'] = dict(sha256=_sha256(tmp/'state.pt'), bytes=(tmp/'state.pt').stat().st_size, shapes=_shapes(state),
+                                  **{k: cfg[k] for k in FITTED_WITH})
+        (tmp/'config.json').write_text(json.dumps(cfg, indent=2, allow_nan=False)); _fsync(tmp/'config.json')
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f'.{path.name}.old-', dir=path.parent))
+            os.replace(path, old/path.name)  # the previous model stays whole until the new one is in place
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else: os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+def _no_nan(c): raise ValueError(f'holds {c}, which strict JSON does not allow; expected finite numbers (refit the model)')
+
+def _read_config(cfg_file: Path) -> dict:
+    "config.json, parsed strictly and checked for the keys `load_detector` needs."
+    try: cfg = json.loads(cfg_file.read_text(encoding='utf-8'), parse_constant=_no_nan)
+    except json.JSONDecodeError as e:
+        raise ValueError(f'{cfg_file}: expected the JSON model configuration written by anomaly-fastai fit, but it is not valid JSON '
+                         f'({e.msg} at line {e.lineno}, column {e.colno}; truncated?): restore or refit the model') from None
+    except UnicodeDecodeError: raise ValueError(f'{cfg_file}: expected a JSON text file, found binary data') from None
+    except ValueError as e: raise ValueError(f'{cfg_file}: {e}') from None
+    if not isinstance(cfg, dict): raise ValueError(f'{cfg_file}: expected a JSON object (the model configuration), found {type(cfg).__name__}')
+    if missing := [k for k in REQUIRED_KEYS if k not in cfg]:
+        raise ValueError(f'{cfg_file}: expected the key {missing[0]!r} (written by anomaly-fastai fit), not found'
+                         + (f' (nor {", ".join(map(repr, missing[1:]))})' if len(missing) > 1 else ''))
+    t = cfg['threshold']
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
+        raise ValueError(f'{cfg_file}: threshold is {t!r}; expected a finite number')
+    if not (isinstance(cfg['norm'], dict) and all(isinstance(cfg['norm'].get(k), (int, float)) for k in ('min', 'max'))):
+        raise ValueError(f'{cfg_file}: norm is {cfg["norm"]!r}; expected {{"min": number, "max": number}}')
+    return cfg
+
+def _check_fingerprint(cfg: dict, cfg_file: Path, state_file: Path):
+    "Refuse a config.json edited where the state depends on it, and a state.pt that is not the one saved with it."
+    fp = cfg.get('fingerprint')
+    if not isinstance(fp, dict): return  # saved before fingerprints existed
+    def same(k, a, b):
+        if k != 'preprocess': return a == b
+        try: return Preprocess.from_dict(a) == Preprocess.from_dict(b)
+        except (TypeError, ValueError): return False
+    for k in FITTED_WITH:
+        if k in fp and not same(k, cfg.get(k), fp[k]):
+            diff = {n: (fp[k].get(n), v) for n, v in cfg[k].items() if fp[k].get(n) != v} if isinstance(cfg.get(k), dict) and isinstance(fp[k], dict) else None
+            what = ', '.join(f'{k}.{n} {a!r} -> {b!r}' for n, (a, b) in diff.items()) if diff else f'{k} {fp[k]!r} -> {cfg.get(k)!r}'
+            raise ValueError(f'{cfg_file}: {k} was changed after fitting ({what}); expected what state.pt was fitted with: '
+                             'a fitted model cannot be edited (only its threshold), refit it')
+    size = state_file.stat().st_size
+    if size == 0: raise ValueError(f'{state_file}: is empty (0 bytes); expected the state saved with {cfg_file.name} ({fp.get("bytes")} bytes)')
+    if fp.get('sha256') and _sha256(state_file) != fp['sha256']:
+        detail = f'{size} bytes, expected {fp.get("bytes")}'
+        try:
+            shapes = _shapes(torch.load(state_file, map_location='cpu', weights_only=True))
+            diff = [f'{n} {shapes.get(n)} (expected {s})' for n, s in fp.get('shapes', {}).items() if shapes.get(n) != s]
+            detail = f'tensors {", ".join(diff[:2])}' if diff else 'same tensor shapes, other values'
+        except Exception: detail += ', not a readable state'
+        raise ValueError(f'{state_file}: is not the state saved with {cfg_file.name} ({detail}): it was replaced, changed or truncated '
+                         f'after saving; expected the state of this {fp.get("method")} ({fp.get("backbone")}) model: restore both files together or refit')
+
 def load_detector(path, device=None) -> Detector:
-    "Load a detector saved by `save_detector`."
+    "Load a detector saved by `save_detector`, checking config.json and state.pt against each other."
     path = Path(path)
     cfg_file, state_file = path/'config.json', path/'state.pt'
-    if not cfg_file.is_file() or not state_file.is_file():
-        raise FileNotFoundError(f'{path}: expected a model directory with config.json and state.pt (written by `anomaly-fastai fit`)')
-    cfg = json.loads(cfg_file.read_text())
+    what = f'{path}: expected a model directory with config.json and state.pt (written by `anomaly-fastai fit`)'
+    if not path.exists(): raise FileNotFoundError(f'{what}, but this path does not exist')
+    if missing := [f.name for f in (cfg_file, state_file) if not f.is_file()]: raise FileNotFoundError(f'{what}; {" and ".join(missing)} missing')
+    cfg = _read_config(cfg_file)
     if cfg.get('method') not in DETECTORS:
         raise ValueError(f'{cfg_file}: unknown method {cfg.get("method")!r}; this version knows {sorted(DETECTORS)}')
-    det = DETECTORS[cfg['method']](backbone=cfg['backbone'], pre=Preprocess.from_dict(cfg['preprocess']), pretrained=cfg['pretrained'],
-                                   seed=cfg['seed'], frr=cfg['frr'], device=device, **cfg['params'])
-    det.threshold, det.norm, det.train_paths, det.fit_seconds = cfg['threshold'], MinMax.from_dict(cfg['norm']), cfg['train_paths'], cfg['fit_seconds']
-    det.calibration = cfg.get('calibration')
-    det._load_state(torch.load(state_file, map_location=det.device, weights_only=True))
+    _check_fingerprint(cfg, cfg_file, state_file)
+    try: pre = Preprocess.from_dict(cfg['preprocess'])
+    except (TypeError, ValueError) as e: raise ValueError(f'{cfg_file}: preprocess {cfg["preprocess"]!r} is not a valid geometry ({e})') from None
+    det = DETECTORS[cfg['method']](backbone=cfg['backbone'], pre=pre, pretrained=cfg.get('pretrained', True),
+                                   seed=cfg.get('seed', 42), frr=cfg.get('frr', 0.01), device=device, **cfg['params'])
+    det.threshold, det.norm, det.train_paths, det.fit_seconds = cfg['threshold'], MinMax.from_dict(cfg['norm']), cfg['train_paths'], cfg.get('fit_seconds')
+    det.calibration, det.threshold_rule = cfg.get('calibration'), cfg.get('threshold_rule')
+    try: state = torch.load(state_file, map_location=det.device, weights_only=True)
+    except Exception as e:
+        raise ValueError(f'{state_file}: expected the PyTorch state written by anomaly-fastai fit, cannot read it ({type(e).__name__}: {e})') from None
+    try: det._load_state(state)
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+        raise ValueError(f'{state_file}: does not fit the {cfg["method"]} model of {cfg_file.name} ({type(e).__name__}: {e}); expected the state saved with it') from None
     return det
 
 # %% ../nbs/07_detector.ipynb #f75eb43f
@@ -154,20 +284,37 @@ def eval_size(size: tuple[int, int], max_side: Optional[int]) -> tuple[int, int]
     s = 1. if max_side is None else min(1., max_side / max(w, h))
     return max(1, round(w * s)), max(1, round(h * s))
 
-def score_images(det: Detector, paths, bs: int = 32, max_side: Optional[int] = 1024, progress: bool = True):
-    "Yield, per image file in `paths` (in batches of `bs`): `path`, `size` (w, h), `predict`'s fields with `map` over the whole image."
+def _one_line(e: Exception) -> str:
+    "An exception as one line of text."
+    msg = ' '.join(str(e).split())
+    return msg if isinstance(e, (DataError, OSError)) else f'{type(e).__name__}: {msg}'
+
+def score_images(det: Detector, paths, bs: int = 32, max_side: Optional[int] = 1024, progress: bool = True, errors: str = 'raise'):
+    "Yield, per image file in `paths` (in batches of `bs`): `path`, `size` (w, h), `predict`'s fields with `map` over the whole image. With `errors='keep'` an image that cannot be read or scored yields `path` and `error` (one line), and the others go on."
+    if errors not in ('raise', 'keep'): raise ValueError(f"errors must be 'raise' or 'keep', not {errors!r}")
     paths, n = [Path(p) for p in paths], det.images_per_batch(bs)
     for b in (progress_bar(range(0, len(paths), n), leave=False) if progress else range(0, len(paths), n)):
-        batch = paths[b:b + n]
-        for p, r in zip(batch, det.predict(torch.stack([det.pre.image(p) for p in batch]))):
-            r['size'] = image_size(p)
-            if r['map'] is not None: r['map'] = det.pre.unmap(r['map'], r['size'] if max_side is None else eval_size(r['size'], max_side))
-            yield dict(path=p, **r)
+        batch, out, xs = paths[b:b + n], {}, {}
+        for p in batch:
+            try: xs[p] = det.pre.image(p)
+            except Exception as e:
+                if errors == 'raise': raise
+                out[p] = dict(path=p, error=_one_line(e))
+        try:
+            if xs:
+                for p, r in zip(xs, det.predict(torch.stack(list(xs.values())))):
+                    r['size'] = image_size(p)
+                    if r['map'] is not None: r['map'] = det.pre.unmap(r['map'], r['size'] if max_side is None else eval_size(r['size'], max_side))
+                    out[p] = dict(path=p, **r)
+        except Exception as e:
+            if errors == 'raise': raise
+            out.update({p: dict(path=p, error=_one_line(e)) for p in xs if p not in out})
+        yield from (out[p] for p in batch)
 
 def _mask_at(sample: Sample, size: tuple[int, int]) -> torch.Tensor:
     "Ground-truth mask of `sample` as a bool (h, w) tensor at `size` (w, h); all False without a mask file."
     if sample.mask is None: return torch.zeros(size[::-1], dtype=torch.bool)
-    m = _open(Path(sample.mask), 'L')
+    m = _open(Path(sample.mask), 'L', min_side=1)
     if m.size != image_size(sample.path): raise DataError(f'{sample.mask}: mask size {m.size} differs from its image {sample.path} {image_size(sample.path)}')
     if m.size != size: m = m.resize(size, Image.BILINEAR)
     return torch.from_numpy(np.asarray(m) > 127)
@@ -238,10 +385,17 @@ class KNNDetector(Detector):
     "Baseline: cosine k-NN on pooled backbone features; patch-level nearest-neighbour heatmaps."
     method = 'knn'
     def __init__(self, backbone='mobilenet_v2', pre=None, k: int = 1, k_map: int = 3, map_layer: str = 'stride16', **kw):
+        for name, v in (('k', k), ('k_map', k_map)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f'{name} must be an integer >= 1, got {v!r}')
         super().__init__(backbone, pre, k=k, k_map=k_map, map_layer=map_layer, **kw)
         self.k, self.k_map, self.map_layer = k, k_map, map_layer
         self.backbone = get_backbone(backbone, pretrained=self.pretrained)
         self.backbone.model.to(self.device).eval()
+
+    def _check_fit(self, ds):
+        if self.k >= len(ds.train):
+            raise ValueError(f'k ({self.k}) must be smaller than the number of good training images ({len(ds.train)}): '
+                             'each leave-one-out score needs k other images')
 
     def _features(self, x):
         "Pooled embeddings (B, C) and patch feature maps (B, C', h, w) of a batch."
@@ -275,7 +429,7 @@ class KNNDetector(Detector):
     @torch.inference_mode()
     def _score(self, x):
         emb, fmaps = self._features(x)
-        d, idx = self.scorer.nn.search(emb, max(self.k, self.k_map))
+        d, idx = self.scorer.nn.search(emb, min(len(self.scorer.train_emb), max(self.k, self.k_map)))
         return dict(scores=d[:, :self.k].mean(1).cpu(), maps=self._maps(fmaps, idx[:, :self.k_map], x.shape[-2:]).cpu(), nearest=idx[:, 0].cpu())
 
     def _loo_scores(self): return self.scorer.loo_scores()
@@ -310,4 +464,6 @@ def calibrate_threshold(det: Detector, ds: AnomalyDataset, bs: int = 32, progres
     det.threshold = thr
     det.calibration = dict(source=f'best TPR+TNR on {ds.root}', n_good=int((y == 0).sum()), n_anomalous=int(y.sum()),
                            tpr=best['tpr'], tnr=best['tnr'])
+    det.threshold_rule = dict(rule='val', text=f'best TPR+TNR on {ds.root} ({det.calibration["n_good"]} good, {det.calibration["n_anomalous"]} anomalous): '
+                                                f'TPR {best["tpr"]:.3f}, TNR {best["tnr"]:.3f}')
     return det.calibration
