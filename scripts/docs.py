@@ -1,0 +1,143 @@
+"""Build the documentation site offline, with every notebook's outputs and figures: `make docs`.
+
+1. exec:   run each notebook as `nbdev-test` does (cells flagged `tst_flags`, e.g. `#| slow`, are skipped) on a copy in
+           `_docs_build/exec/`, saving its outputs. A copy is run again only when its notebook or the package changed
+           (`--force`: always).
+2. proc:   `nbdev-proc-nbs` on the executed copies (show_doc, links to API names, hidden cells removed) into `_proc/`.
+3. render: `_docs_build/render/`: each page named as nbdev names it (`01_backbones.ipynb` -> `backbones.html`, the name
+           the API links in `_modidx.py` use), a sidebar of notebooks only, the maths pre-rendered to MathML (no
+           script, no CDN: it renders offline), then `smalldocs render` into `DEST` (default `docs/`).
+
+Usage: python scripts/docs.py [--dest docs] [--force] [--n-workers 2]
+"""
+import argparse, hashlib, json, os, re, shutil, subprocess, sys, time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+WORK = ROOT/'_docs_build'
+EXEC, RENDER = WORK/'exec', WORK/'render'
+
+def _say(*a): print('docs:', *a, flush=True)
+
+def _key(nb: Path) -> str:
+    "What a notebook's outputs depend on: itself and the package's modules."
+    h = hashlib.sha256(nb.read_bytes())
+    for f in sorted((ROOT/'anomaly_fastai').glob('*.py')): h.update(f.read_bytes())
+    return h.hexdigest()
+
+def execute(force: bool = False, n_workers: int = 2, keep_going: bool = False) -> list[str]:
+    "Run the notebooks whose outputs are stale into EXEC (outputs saved); returns the names run."
+    EXEC.mkdir(parents=True, exist_ok=True)
+    (WORK/'.gitignore').write_text('*\n')  # build products only: never committed
+    keys = json.loads((WORK/'keys.json').read_text()) if (WORK/'keys.json').is_file() else {}
+    nbs = sorted((ROOT/'nbs').glob('*.ipynb'))
+    for stale in set(p.name for p in EXEC.glob('*.ipynb')) - {p.name for p in nbs}: (EXEC/stale).unlink()
+    todo = [nb for nb in nbs if force or keys.get(nb.name) != _key(nb) or not (EXEC/nb.name).is_file()]
+    for nb in todo: shutil.copyfile(nb, EXEC/nb.name)
+    if todo:
+        _say(f'executing {len(todo)} notebook(s): {" ".join(nb.stem for nb in todo)}')
+        names = '|'.join(re.escape(nb.name) for nb in todo)
+        r = subprocess.run([BIN/'nbdev-test', '--save', '--n-workers', str(n_workers), '--file-re', f'^({names})$', str(EXEC)], cwd=ROOT)
+        ran = [nb for nb in todo if (EXEC/nb.name).read_bytes() != nb.read_bytes()]  # nbdev-test saves a notebook only when it passed
+        for nb in ran: keys[nb.name] = _key(nb)
+        (WORK/'keys.json').write_text(json.dumps(keys, indent=1))
+        if r.returncode:
+            failed = ' '.join(nb.name for nb in todo if nb not in ran)
+            if not keep_going: sys.exit(f'docs: notebooks failed to run: {failed} (see above); the site needs every notebook to run')
+            _say(f'WARNING: {failed} failed to run: their pages have no outputs')
+    for f in ('_quarto.yml', 'styles.css'): shutil.copy2(ROOT/'nbs'/f, EXEC/f)
+    return [nb.name for nb in todo]
+
+def process(n_workers: int = 2):
+    "nbdev's docs processors on the executed copies, into `_proc/` (incremental: only changed copies are processed)."
+    from nbdev.quarto import refresh_quarto_yml
+    os.chdir(ROOT)
+    refresh_quarto_yml()  # writes nbs/nbdev.yml from pyproject.toml
+    shutil.copy2(ROOT/'nbs'/'nbdev.yml', EXEC/'nbdev.yml')
+    r = subprocess.run([BIN/'nbdev-proc-nbs', '--path', str(EXEC), '--n-workers', str(n_workers)], cwd=ROOT, capture_output=True, text=True)
+    if r.returncode: sys.exit(f'docs: nbdev-proc-nbs failed:\n{r.stdout}\n{r.stderr}')
+
+# -- maths: LaTeX to MathML, which every current browser renders without a script or a font download
+_CODE = re.compile(r'(```.*?```|`[^`\n]*`)', re.S)
+_DISPLAY = re.compile(r'\$\$(.+?)\$\$', re.S)
+_INLINE = re.compile(r'(?<![\\$\w])\$(?=\S)([^$\n]+?)(?<=\S)\$(?![\w$])')
+
+def _mathml(tex: str, display: bool) -> str:
+    from latex2mathml.converter import convert
+    return convert(tex.strip(), display='block' if display else 'inline')
+
+def math_to_mathml(md: str) -> str:
+    "Markdown with `$...$` and `$$...$$` (outside code) as MathML."
+    out = []
+    for i, part in enumerate(_CODE.split(md)):
+        if i % 2 == 0:
+            part = _DISPLAY.sub(lambda m: _mathml(m[1], True), part)
+            part = _INLINE.sub(lambda m: _mathml(m[1], False), part)
+        out.append(part)
+    return ''.join(out)
+
+def _front_matter(nb: dict) -> dict:
+    import yaml
+    c = nb['cells'][0]
+    src = ''.join(c['source'])
+    if c['cell_type'] == 'raw' and src.startswith('---'): return yaml.safe_load(src.strip().strip('-')) or {}
+    return {}
+
+def _site_prefix() -> str:
+    "The absolute address of this site (doc_host + doc_baseurl), which nbdev writes into links to its own pages."
+    from nbdev.config import get_config
+    cfg = get_config()
+    host, base = cfg.get('doc_host', ''), cfg.get('doc_baseurl', '/')
+    return (host.rstrip('/') + '/' + base.strip('/') + '/').replace(':/', '://').replace(':///', '://') if host else ''
+
+def stage():
+    "`_proc/` to RENDER: pages under the names API links use, a sidebar of pages only, maths as MathML, own links relative."
+    import yaml
+    proc, prefix = ROOT/'_proc', _site_prefix()
+    local = lambda md: md.replace(f']({prefix}', '](').replace(f'href="{prefix}', 'href="') if prefix else md
+    if RENDER.exists(): shutil.rmtree(RENDER)
+    RENDER.mkdir(parents=True)
+    names = {}
+    for p in sorted(proc.glob('*.ipynb')):
+        nb = json.loads(p.read_text())
+        out = _front_matter(nb).get('output-file')
+        dst = Path(out).with_suffix('.ipynb').name if out else p.name
+        names[p.name] = dst
+        for c in nb['cells']:
+            if c['cell_type'] == 'markdown':
+                c['source'] = local(math_to_mathml(''.join(c['source'])))
+            for o in c.get('outputs', []):  # show_doc's docstrings are Markdown outputs
+                d = o.get('data', {})
+                if 'text/markdown' in d: d['text/markdown'] = local(math_to_mathml(''.join(d['text/markdown'])))
+        (RENDER/dst).write_text(json.dumps(nb, indent=1))
+    for f in ('_quarto.yml', 'nbdev.yml', 'styles.css'): shutil.copy2(proc/f, RENDER/f)
+    side = yaml.safe_load((proc/'sidebar.yml').read_text())
+    contents = side['website']['sidebar']['contents']
+    side['website']['sidebar']['contents'] = [names[c] for c in contents if isinstance(c, str) and c in names]
+    (RENDER/'sidebar.yml').write_text(yaml.safe_dump(side, sort_keys=False))
+
+def render(dest: Path):
+    r = subprocess.run([BIN/'smalldocs', 'render', '-q', str(RENDER)], capture_output=True, text=True)
+    log = r.stdout + r.stderr
+    if r.returncode: sys.exit(f'docs: smalldocs failed:\n{log}')
+    noise = ('output-file is not read', 'unknown key format-links', 'format commonmark is not built', 'keep-md is ignored')
+    for l in log.splitlines():
+        if l.strip() and not any(n in l for n in noise): print(l)
+    if dest.exists(): shutil.rmtree(dest)
+    shutil.move(str(RENDER/'docs'), str(dest))
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--dest', default=str(ROOT/'docs'), help='site folder (default: docs/)')
+    ap.add_argument('--force', action='store_true', help='run every notebook again')
+    ap.add_argument('--n-workers', type=int, default=2, help='notebooks run in parallel (default 2)')
+    ap.add_argument('--keep-going', action='store_true', help='build the site even when a notebook fails (its page without outputs)')
+    a = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    execute(a.force, a.n_workers, a.keep_going); t1 = time.perf_counter()
+    process(a.n_workers); t2 = time.perf_counter()
+    stage(); render(Path(a.dest).absolute())
+    _say(f'site: {a.dest}/index.html (run {t1 - t0:.0f} s, process {t2 - t1:.0f} s, render {time.perf_counter() - t2:.0f} s)')
+
+if __name__ == '__main__': main()
