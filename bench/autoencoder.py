@@ -1,0 +1,73 @@
+"""Benchmark of the convolutional autoencoder baseline (`--method autoencoder`, L2 / SSIM).
+
+    .venv/bin/python bench/autoencoder.py --data ../shared/data --out bench/results/autoencoder [--datasets bottle,magnetic_tile]
+        [--losses ssim,l2] [--color rgb] [--epochs 20] [--ae-size 128] [--size 256] [--threads 1]
+
+One row per dataset x loss, each run in a fresh process, in the default geometry (`fit`, short side `--size`), the
+autoencoder's own input with a short side of `--ae-size` (128, the paper's), latent 100, flips as augmentation,
+seed `--seed`: image AUROC, pixel AUROC and PRO over whole original images, best F1, TPR / TNR at the saved
+threshold, fit s, test images/s, device.
+"""
+import argparse, json, subprocess, sys
+from pathlib import Path
+import torch
+from anomaly_fastai.autoencoder import AutoencoderDetector
+from anomaly_fastai.cli import result_row
+from anomaly_fastai.data import Preprocess
+from anomaly_fastai.detector import evaluate_detector
+from anomaly_fastai.metrics import ResultsTable
+from common import bench_datasets, bench_parser, device_name
+
+NOTE = '''
+Measured on the 2-core CPU with 1 torch thread per run while other sessions loaded the same machine (load average
+about 10): `fit_s` and `images_per_s` are wall-clock times under that load, indicative only. 20 epochs is far
+less training than the paper's; the training loss was still falling.
+'''
+
+def one_run(a):
+    "Fit and evaluate one setting; print its row as JSON (this runs in its own process)."
+    torch.set_num_threads(a.threads)
+    ds = next(bench_datasets(a.data, a.one['dataset']))
+    det = AutoencoderDetector(pre=Preprocess(a.size), ae_size=a.ae_size, loss=a.one['loss'], color=a.color, epochs=a.epochs,
+                              seed=a.seed).fit(ds, progress=False)
+    print(f'fitted in {det.fit_seconds:.1f} s, losses {[round(l, 4) for l in det.losses]}', file=sys.stderr, flush=True)
+    m, _ = evaluate_detector(det, ds, progress=False)
+    row = result_row(det, ds, m) | dict(loss=a.one['loss'], color=a.color, ae_input=f'{det.ae_input[0]}x{det.ae_input[1]}',
+                                        input=f'{det.pre.input_size[0]}x{det.pre.input_size[1]}', epochs=a.epochs, device=device_name())
+    print('ROW ' + json.dumps(row), flush=True)
+
+def write_md(table, out):
+    "The results table as markdown, with the note on how it was measured."
+    out.with_suffix('.md').write_text(table.to_markdown() + NOTE)
+
+def main():
+    ap = bench_parser(__doc__, 'bench/results/autoencoder')
+    ap.add_argument('--losses', default='ssim,l2', help='comma-separated: ssim, l2')
+    ap.add_argument('--color', default='rgb', help='rgb or gray')
+    ap.add_argument('--epochs', type=int, default=20, help='training epochs (default 20, the library default)')
+    ap.add_argument('--ae-size', type=int, default=128, help="short side of the autoencoder's input (default 128)")
+    ap.add_argument('--size', type=int, default=256, help='short side of the model input (default 256)')
+    ap.add_argument('--threads', type=int, default=1, help='torch threads per run (default 1: the CPU is shared)')
+    ap.add_argument('--append', action='store_true', help='add the rows to an existing results table')
+    ap.add_argument('--notes-only', action='store_true', help='rewrite the markdown table from the CSV (with the note) and stop')
+    ap.add_argument('--one', type=json.loads, help=argparse.SUPPRESS)  # internal: one run, in a child process
+    a = ap.parse_args()
+    if a.one: return one_run(a)
+    out, table = Path(a.out), ResultsTable()
+    if (a.append or a.notes_only) and out.with_suffix('.csv').exists():
+        import pandas as pd
+        for r in pd.read_csv(out.with_suffix('.csv')).to_dict('records'):
+            if r['category'] != 'Mean': table.add(r)
+    if a.notes_only: return write_md(table, out)
+    for ds in a.datasets.split(','):
+        for loss in a.losses.split(','):
+            one = json.dumps(dict(dataset=ds, loss=loss))
+            p = subprocess.run([sys.executable, __file__, '--data', a.data, '--seed', str(a.seed), '--size', str(a.size), '--ae-size', str(a.ae_size),
+                                '--color', a.color, '--epochs', str(a.epochs), '--threads', str(a.threads), '--one', one], capture_output=True, text=True)
+            rows = [json.loads(l[4:]) for l in p.stdout.splitlines() if l.startswith('ROW ')]
+            if p.returncode or not rows: sys.exit(f'{one} failed:\n{p.stderr[-3000:]}')
+            print(p.stderr.strip().splitlines()[-1], flush=True)
+            table.add(rows[0]); print(table, flush=True)
+            table.to_csv(out.with_suffix('.csv')); write_md(table, out)
+
+if __name__ == '__main__': main()

@@ -1,0 +1,88 @@
+"""Benchmark of the conditional normalizing flow (`--method flow`) with 0, 5, 10 real defects per type and unseen types.
+
+    .venv/bin/python bench/flow.py --data ../shared/data --out bench/results/flow [--datasets bottle,magnetic_tile]
+        [--rows none,pseudo,5,10,unseen] [--epochs 3] [--size 256] [--threads 1]
+
+One row per dataset x setting, each run in a fresh process, in the default geometry (`fit`, short side `--size`),
+MobileNetV2 stride-8/16 features, 8 couplings, seed `--seed`:
+
+- `none`: unsupervised (good images only, NLL loss), evaluated on the whole test set;
+- `pseudo`: BGAD's K = 0 setting, RandAugment-like pasted pseudo anomalies with the BG-SPP loss, whole test set;
+- `5`, `10`: K real defect images (with masks) per defect type moved from test to train (`with_defects`, seeded),
+  evaluated on the test images left (the K x types training defects are never evaluated on);
+- `unseen`: all defects of the types in `--unseen-types` (per dataset) with a mask go to training, evaluated on the
+  good images and the other types only (`unseen_types`).
+
+Columns: image AUROC, pixel AUROC, PRO over whole original images, best F1, TPR / TNR at the saved threshold, fit s,
+test images/s, the number of test images evaluated, the defect images trained on, device.
+"""
+import argparse, json, subprocess, sys
+from pathlib import Path
+import torch
+from anomaly_fastai.cli import result_row
+from anomaly_fastai.data import Preprocess
+from anomaly_fastai.detector import evaluate_detector
+from anomaly_fastai.flow import FlowDetector, unseen_types, with_defects
+from anomaly_fastai.metrics import ResultsTable
+from common import bench_datasets, bench_parser, device_name
+
+NOTE = '''
+Measured on the 2-core CPU with 1 torch thread per run while other sessions loaded the same machine (load average
+about 10): `fit_s` and `images_per_s` are wall-clock times under that load, indicative only (the fit's CPU time is
+several times smaller). Rows with K > 0 and `unseen` are evaluated on the test images left after moving the training
+defects (`n_test`), so their AUROCs are not on exactly the same images as the `none` / `pseudo` rows.
+'''
+
+UNSEEN = {'bottle': 'broken_large', 'magnetic_tile': 'Blowhole,Break'}
+
+def one_run(a):
+    "Fit and evaluate one setting; print its row as JSON (this runs in its own process)."
+    torch.set_num_threads(a.threads)
+    ds = next(bench_datasets(a.data, a.one['dataset']))
+    row_kind, anomalies = a.one['row'], 'auto'
+    if row_kind == 'none': anomalies = 'none'
+    elif row_kind == 'pseudo': anomalies = 'pseudo'
+    elif row_kind == 'unseen': ds = unseen_types(ds, a.one['unseen'].split(','), None, a.seed)
+    else: ds = with_defects(ds, int(row_kind), a.seed)
+    det = FlowDetector(a.one['backbone'], Preprocess(a.size), seed=a.seed, epochs=a.epochs, anomalies=anomalies).fit(ds, progress=False)
+    print(f'fitted in {det.fit_seconds:.1f} s, losses {det.losses}', file=sys.stderr, flush=True)
+    m, _ = evaluate_detector(det, ds, progress=False)
+    row = result_row(det, ds, m) | dict(setting=row_kind, n_test=len(ds.test), n_train_defects=len(getattr(ds, 'defects', [])),
+                                        input=f'{det.pre.input_size[0]}x{det.pre.input_size[1]}', epochs=a.epochs, device=device_name())
+    print('ROW ' + json.dumps(row), flush=True)
+
+def write_md(table, out):
+    "The results table as markdown, with the note on how it was measured."
+    out.with_suffix('.md').write_text(table.to_markdown() + NOTE)
+
+def main():
+    ap = bench_parser(__doc__, 'bench/results/flow')
+    ap.add_argument('--rows', default='none,pseudo,5,10,unseen', help='comma-separated settings: none, pseudo, a number K, unseen')
+    ap.add_argument('--epochs', type=int, default=3, help='flow training epochs (default 3, the library default)')
+    ap.add_argument('--size', type=int, default=256, help='short side of the model input (default 256)')
+    ap.add_argument('--threads', type=int, default=1, help='torch threads per run (default 1: the CPU is shared)')
+    ap.add_argument('--unseen-types', type=json.loads, default=UNSEEN, help='JSON {dataset: "type,type"} of the types trained on in the unseen row')
+    ap.add_argument('--append', action='store_true', help='add the rows to an existing results table')
+    ap.add_argument('--notes-only', action='store_true', help='rewrite the markdown table from the CSV (with the note) and stop')
+    ap.add_argument('--one', type=json.loads, help=argparse.SUPPRESS)  # internal: one run, in a child process
+    a = ap.parse_args()
+    if a.one: return one_run(a)
+    out, table = Path(a.out), ResultsTable()
+    if (a.append or a.notes_only) and out.with_suffix('.csv').exists():
+        import pandas as pd
+        for r in pd.read_csv(out.with_suffix('.csv')).to_dict('records'):
+            if r['category'] != 'Mean': table.add(r)
+    if a.notes_only: return write_md(table, out)
+    for ds in a.datasets.split(','):
+        for row in a.rows.split(','):
+            for bb in a.backbones.split(','):
+                one = json.dumps(dict(dataset=ds, row=row, backbone=bb, unseen=a.unseen_types.get(ds, '')))
+                p = subprocess.run([sys.executable, __file__, '--data', a.data, '--seed', str(a.seed), '--size', str(a.size),
+                                    '--epochs', str(a.epochs), '--threads', str(a.threads), '--one', one], capture_output=True, text=True)
+                rows = [json.loads(l[4:]) for l in p.stdout.splitlines() if l.startswith('ROW ')]
+                if p.returncode or not rows: sys.exit(f'{one} failed:\n{p.stderr[-3000:]}')
+                print(p.stderr.strip().splitlines()[-1], flush=True)
+                table.add(rows[0]); print(table, flush=True)
+                table.to_csv(out.with_suffix('.csv')); write_md(table, out)
+
+if __name__ == '__main__': main()
