@@ -21,11 +21,12 @@ def test_bench_prints_table_and_writes_heatmaps(tmp_path):
     assert 'image_auroc' in r.stdout and 'Mean' in r.stdout
     assert (tmp_path/'b'/'results.csv').is_file() and (tmp_path/'b'/'results.md').is_file()
     assert len(list((tmp_path/'b'/'heatmaps'/'bottle').rglob('*.png'))) == 2
+    assert (tmp_path/'b'/'report.html').is_file() and 'report.html' in r.stdout
 
 def test_test_and_predict_in_fresh_processes(model, tmp_path):
     run('test', '--model', model, '--out', tmp_path/'t', '--heatmaps', '1')
     rows = list(csv.DictReader(open(tmp_path/'t'/'results.csv')))
-    assert float(rows[0]['image_auroc']) > 0.9
+    assert float(rows[0]['image_auroc']) > 0.9 and (tmp_path/'t'/'report.html').is_file()
     run('predict', '--model', model, '--out', tmp_path/'p', sample_path()/'bottle'/'test'/'good', sample_path()/'bottle'/'test'/'broken_large'/'000.jpg')
     rows = list(csv.DictReader(open(tmp_path/'p'/'predictions.csv')))
     assert len(rows) == 11 and all(r['nearest_good'] for r in rows)
@@ -39,7 +40,8 @@ def test_nothing_overwritten_without_force(model, tmp_path):
     run('predict', '--model', model, '--out', out, '--force', sample_path()/'bottle'/'test'/'good')
 
 @pytest.mark.parametrize('args, expect', [
-    (('fit', '--data', 'no/such/root', '--category', 'bottle', '--out', '{tmp}/m'), 'no/such/root/bottle'),
+    (('fit', '--data', 'no/such/root', '--category', 'bottle', '--out', '{tmp}/m'), 'no/such/root: expected a dataset'),
+    (('fit', '--bs', '0', '--out', '{tmp}/m'), "argument --bs: expected an integer >= 1, found '0'"),
     (('test', '--model', '{tmp}/missing', '--out', '{tmp}/t'), 'expected a model directory'),
     (('predict', '--model', '{model}', '--out', '{tmp}/p', 'nothing.png'), 'nothing.png'),
     (('fit', '--method', 'nope', '--out', '{tmp}/m'), "unknown method 'nope'"),
@@ -93,3 +95,28 @@ def test_tiled_fit_test_predict(tmp_path):
     assert len(list(csv.DictReader(open(tmp_path/'p'/'predictions.csv')))) == 5
     r = run('fit', '--tile', '512', '--out', tmp_path/'m2', ok=False)
     assert r.returncode == 2 and 'larger than the images' in r.stderr
+
+def test_export_then_predict_with_the_onnx_file(model, tmp_path):
+    "`export` writes one .onnx file; `predict --model FILE.onnx` scores through the runtime like `predict` with the model folder."
+    r = run('export', '--model', model, '--out', tmp_path/'m.onnx')
+    assert (tmp_path/'m.onnx').is_file() and 'exported' in r.stdout
+    r = run('export', '--model', model, '--out', tmp_path/'m.onnx', ok=False)
+    assert r.returncode == 2 and '--force' in r.stderr.replace('force=True', '--force') and 'Traceback' not in r.stderr
+    imgs = sample_path()/'bottle'/'test'/'broken_large'
+    run('predict', '--model', model, '--out', tmp_path/'lib', imgs)
+    run('predict', '--model', tmp_path/'m.onnx', '--out', tmp_path/'onnx', imgs)
+    lib = {r['path']: r for r in csv.DictReader(open(tmp_path/'lib'/'predictions.csv'))}
+    onnx = {r['path']: r for r in csv.DictReader(open(tmp_path/'onnx'/'predictions.csv'))}
+    assert lib.keys() == onnx.keys() and len(lib) == 5
+    for p, r in lib.items():
+        assert abs(float(r['score']) - float(onnx[p]['score'])) <= 1e-4 * max(1, abs(float(r['score']))) and r['label'] == onnx[p]['label']
+
+def test_flow_with_labelled_defects(tmp_path):
+    "--method flow --defects 1: one defect per type trains the flow; `test` on the same data leaves those images out again."
+    run('fit', '--method', 'flow', '--defects', '1', '--epochs', '1', '--size', '128', '--out', tmp_path/'m')
+    r = run('test', '--model', tmp_path/'m', '--out', tmp_path/'t', '--heatmaps', '0')
+    row = next(csv.DictReader(open(tmp_path/'t'/'results.csv')))
+    assert row['method'] == 'flow (K=1)' and 0 <= float(row['image_auroc']) <= 1, r.stdout
+    assert '22 test' in r.stdout, r.stdout  # the sample's 25 test images less the 3 trained on (one per defect type)
+    r = run('fit', '--method', 'knn', '--defects', '1', '--out', tmp_path/'m2', ok=False)
+    assert r.returncode == 2 and '--defects and --unseen-types apply to --method flow only' in r.stderr
