@@ -75,7 +75,9 @@ class NearestNeighbours:
                 b, hi = self.bank[lo:lo + self.b_chunk], lo + self.b_chunk
                 # one matmul ranks the block as the distance does: cos (largest first) or |b|^2 - 2 q.b (smallest first)
                 key = q @ b.T if cosine else torch.addmm(self._sq[lo:hi], q, b.T, alpha=-2)
-                key, i = key.topk(min(k, key.shape[1]), dim=1, largest=cosine)
+                if k == 1:  # min/max is a quarter faster than topk on a CPU, and k = 1 is PatchCore's map search
+                    key, i = key.max(1, keepdim=True) if cosine else key.min(1, keepdim=True)
+                else: key, i = key.topk(min(k, key.shape[1]), dim=1, largest=cosine)
                 i = i + lo
                 if best_key is not None:  # merge with the best so far
                     key, j = torch.cat([best_key, key], 1).topk(k, dim=1, largest=cosine)
