@@ -174,8 +174,8 @@ def _check_k(args, ds):
                          f'use --k {max(1, len(ds.train) - 1)} or less')
 
 def _with_defects(args, ds):
-    "`ds` with the labelled defects of --defects K or --unseen-types moved from its test set to training (`anomaly_fastai.flow`)."
-    from anomaly_fastai.flow import unseen_types, with_defects
+    "`ds` with the labelled defects of --defects K or --unseen-types moved from its test set to training (`anomaly_fastai.data.with_defects`)."
+    from anomaly_fastai.data import unseen_types, with_defects
     if args.defects is None and args.unseen_types is None: return ds
     if args.method != 'flow': raise ValueError(f'--defects and --unseen-types apply to --method flow only (got --method {args.method})')
     if args.unseen_types is not None: return unseen_types(ds, [t.strip() for t in args.unseen_types.split(',')], args.defects, args.seed)
@@ -236,7 +236,7 @@ def cmd_fit(args):
 
 def cmd_test(args):
     from anomaly_fastai.detector import evaluate_detector, load_detector, save_heatmaps
-    from anomaly_fastai.flow import replay_defects
+    from anomaly_fastai.data import replay_defects
     from anomaly_fastai.metrics import ResultsTable
     from anomaly_fastai.report import write_report
     _check_out(args); _methods()

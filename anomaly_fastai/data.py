@@ -17,7 +17,8 @@ from fastai.data.transforms import IndexSplitter
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'SPLIT_COLUMNS', 'MIN_SIDE', 'MAX_PIXELS', 'GEOMETRIES', 'DataError', 'Sample', 'AnomalyDataset',
            'mvtec_dataset', 'sample_path', 'sample_dataset', 'folder_dataset', 'csv_dataset', 'load_dataset',
-           'image_size', 'check_image', 'Preprocess', 'to_tensor', 'check_dataset', 'train_dls', 'test_dl']
+           'image_size', 'check_image', 'Preprocess', 'to_tensor', 'check_dataset', 'with_defects', 'unseen_types',
+           'replay_defects', 'train_dls', 'test_dl']
 
 # %% ../nbs/00_data.ipynb #65ac94f7
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
@@ -40,11 +41,13 @@ def _images(folder: Path) -> list[Path]:
 # %% ../nbs/00_data.ipynb #281308a5
 @dataclass
 class AnomalyDataset:
-    "Training (good) and test samples of one category."
+    "Training (good) and test samples of one category; `defects`: labelled defect samples given to training (`with_defects`), never tested on."
     name: str
     root: Path
     train: list
     test: list
+    defects: list = field(default_factory=list)
+    defects_record: Optional[dict] = None  # which defects moved to training, and how (written to config.json)
 
     @property
     def defect_types(self) -> list[str]:
@@ -61,7 +64,7 @@ class AnomalyDataset:
         counts = {}
         for s in self.test: counts[s.defect_type] = counts.get(s.defect_type, 0) + 1
         per_type = ', '.join(f'{k} {v}' for k, v in sorted(counts.items()))
-        msg = f'{self.name}: {len(self.train)} train (good); {len(self.test)} test ({per_type})'
+        msg = f'{self.name}: {len(self.train)} train (good)' + (f' + {len(self.defects)} labelled defects' if self.defects else '') + f'; {len(self.test)} test ({per_type})'
         if self.without_mask: msg += f'; {len(self.without_mask)} anomalous test images without a mask (image-level only)'
         return msg
 
@@ -358,6 +361,64 @@ def check_dataset(ds: AnomalyDataset, min_side: int = MIN_SIDE) -> AnomalyDatase
         except DataError as e: problems.append(str(e))
     if problems: raise DataError(problems[0] + (f' (and {len(problems) - 1} more bad files in {ds.name})' if len(problems) > 1 else ''))
     return ds
+
+# %% ../nbs/00_data.ipynb #0c3aa907
+def _defects_by_type(ds: AnomalyDataset) -> dict:
+    "Anomalous test samples that have a mask, by defect type (dataset order)."
+    out = {}
+    for s in ds.test:
+        if s.label == 1 and s.mask is not None: out.setdefault(s.defect_type, []).append(s)
+    return out
+
+def _moved(ds: AnomalyDataset, defects: list, drop_types=(), record: Optional[dict] = None) -> AnomalyDataset:
+    "A copy of `ds` without `defects` (and every test image of `drop_types`) in its test set, carrying them in `defects`."
+    gone = {str(s.path) for s in defects}
+    test = [s for s in ds.test if str(s.path) not in gone and not (s.label == 1 and s.defect_type in drop_types)]
+    return AnomalyDataset(ds.name, ds.root, list(ds.train), test, list(ds.defects) + list(defects), record)
+
+def _check_k(k, what='k'):
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0: raise ValueError(f'{what} must be an integer >= 0 (defect images per type), got {k!r}')
+
+def with_defects(ds: AnomalyDataset, k: int, seed: int = 42) -> AnomalyDataset:
+    "A copy of `ds` whose test set has lost `k` seeded defect images (with masks) per defect type, carried in `.defects` for training; `.defects_record` says which."
+    _check_k(k)
+    by_type, rng = _defects_by_type(ds), np.random.default_rng(seed)
+    if k and not by_type: raise DataError(f'{ds.root}: --defects {k} needs defect test images with masks, found none')
+    moved = []
+    for t, samples in sorted(by_type.items()):
+        n_type = sum(s.label == 1 and s.defect_type == t for s in ds.test)
+        if k >= n_type:
+            raise DataError(f'{ds.root}: defect type {t!r} has {n_type} test images; expected more than k = {k} so that some are left to evaluate on')
+        if k > len(samples): raise DataError(f'{ds.root}: defect type {t!r} has {len(samples)} images with a mask; expected at least k = {k}')
+        moved += [samples[i] for i in sorted(rng.permutation(len(samples))[:k].tolist())]
+    record = dict(protocol='defects', k=k, seed=seed, files=[str(s.path) for s in moved])
+    return _moved(ds, moved, record=record)
+
+def unseen_types(ds: AnomalyDataset, train_types, k: Optional[int] = None, seed: int = 42) -> AnomalyDataset:
+    "A copy of `ds` with `k` defects (all with a mask when None) of each of `train_types` in `.defects`, evaluated on good images and the other defect types only."
+    train_types = [train_types] if isinstance(train_types, str) else list(train_types)
+    if k is not None: _check_k(k)
+    by_type, types = _defects_by_type(ds), ds.defect_types
+    if unknown := [t for t in train_types if t not in by_type]:
+        raise DataError(f'{ds.root}: training defect type(s) {unknown} have no test images with a mask; expected some of {sorted(by_type)}')
+    if not set(types) - set(train_types): raise DataError(f'{ds.root}: expected defect types left to evaluate on besides {train_types}, found none')
+    rng, moved = np.random.default_rng(seed), []
+    for t in sorted(train_types):
+        samples = by_type[t]
+        n = len(samples) if k is None else k
+        if n > len(samples): raise DataError(f'{ds.root}: defect type {t!r} has {len(samples)} images with a mask; expected at least k = {k}')
+        moved += [samples[i] for i in sorted(rng.permutation(len(samples))[:n].tolist())]
+    record = dict(protocol='unseen_types', k=k, seed=seed, train_types=sorted(train_types), files=[str(s.path) for s in moved])
+    return _moved(ds, moved, drop_types=set(train_types), record=record)
+
+def replay_defects(ds: AnomalyDataset, record: Optional[dict]) -> AnomalyDataset:
+    "`ds` with the defects of `record` (a `defects_record`) moved to `.defects` again, as when the model was fitted; `ds` itself when `record` is None."
+    if not record: return ds
+    by_path = {str(s.path): s for s in ds.test}
+    if missing := [f for f in record['files'] if f not in by_path]:
+        raise DataError(f'{ds.root}: the model was fitted with defect image {missing[0]}, which is not a test image of this dataset '
+                        f'({len(missing)} of {len(record["files"])} missing); expected the dataset the model was fitted on')
+    return _moved(ds, [by_path[f] for f in record['files']], drop_types=set(record.get('train_types', ())), record=record)
 
 # %% ../nbs/00_data.ipynb #c2ea03b7
 def _items_dsets(samples, pre: Preprocess, with_mask: bool, splits=None) -> Datasets:

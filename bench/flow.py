@@ -20,9 +20,9 @@ import argparse, json, subprocess, sys
 from pathlib import Path
 import torch
 from anomaly_fastai.cli import result_row
-from anomaly_fastai.data import Preprocess
+from anomaly_fastai.data import Preprocess, unseen_types, with_defects
 from anomaly_fastai.detector import evaluate_detector
-from anomaly_fastai.flow import FlowDetector, unseen_types, with_defects
+from anomaly_fastai.flow import FlowDetector
 from anomaly_fastai.metrics import ResultsTable
 from common import bench_datasets, bench_parser, device_name
 
@@ -47,7 +47,7 @@ def one_run(a):
     det = FlowDetector(a.one['backbone'], Preprocess(a.size), seed=a.seed, epochs=a.epochs, anomalies=anomalies).fit(ds, progress=False)
     print(f'fitted in {det.fit_seconds:.1f} s, losses {det.losses}', file=sys.stderr, flush=True)
     m, _ = evaluate_detector(det, ds, progress=False)
-    row = result_row(det, ds, m) | dict(setting=row_kind, n_test=len(ds.test), n_train_defects=len(getattr(ds, 'defects', [])),
+    row = result_row(det, ds, m) | dict(setting=row_kind, n_test=len(ds.test), n_train_defects=len(ds.defects),
                                         input=f'{det.pre.input_size[0]}x{det.pre.input_size[1]}', epochs=a.epochs, device=device_name())
     print('ROW ' + json.dumps(row), flush=True)
 
