@@ -133,7 +133,7 @@ class PatchCoreDetector(FeatureMapDetector):
         g = torch.Generator().manual_seed(self.seed)
         left_out = torch.randperm(N, generator=g)[:self.loo_images].sort().values.tolist()
         loo = [self.memory.score(patches[j].view(1, -1, D), exclude=j) for j in (progress_bar(left_out, leave=False) if progress else left_out)]
-        self._loo = torch.cat([r['scores'] for r in loo]).cpu()
+        self._loo, self._loo_items = torch.cat([r['scores'] for r in loo]).cpu(), torch.tensor(left_out)  # which training images were scored
         self._set_map_range(anomaly_maps(torch.cat([r['patch_distances'] for r in loo[:16]]).view(-1, h, w), self.pre.input_size))
 
     def _loo_scores(self): return self._loo

@@ -84,9 +84,12 @@ class TiledDetector(Detector):
         self.map_range = self.inner.map_range
 
     def _loo_scores(self):
-        "Per training image: the maximum leave-one-out score of its tiles."
+        "Per training image: the maximum leave-one-out score of its tiles (of those scored, when the method scores a sample of them)."
         s = self.inner._loo_scores().float()
-        return torch.full((int(self.tile_image.max()) + 1,), -math.inf).scatter_reduce(0, self.tile_image, s, 'amax')
+        items = getattr(self.inner, '_loo_items', None)  # PatchCore scores `loo_images` sampled tiles, not all
+        image = self.tile_image if items is None else self.tile_image[items]
+        per_image = torch.full((int(self.tile_image.max()) + 1,), -math.inf).scatter_reduce(0, image, s, 'amax')
+        return per_image[per_image > -math.inf]
 
     def _score(self, x):
         B, _, H, W = x.shape
