@@ -6,7 +6,8 @@
 2. proc:   `nbdev-proc-nbs` on the executed copies (show_doc, links to API names, hidden cells removed) into `_proc/`.
 3. render: `_docs_build/render/`: each page named as nbdev names it (`01_backbones.ipynb` -> `backbones.html`, the name
            the API links in `_modidx.py` use), a sidebar of notebooks only, the maths pre-rendered to MathML (no
-           script, no CDN: it renders offline), then `smalldocs render` into `DEST` (default `docs/`).
+           script, no CDN: it renders offline), a `[source]` link with its line on every `show_doc`, then
+           `smalldocs render` into `DEST` (default `docs/`).
 
 Usage: python scripts/docs.py [--dest docs] [--force] [--n-workers 2]
 """
@@ -91,6 +92,32 @@ def _site_prefix() -> str:
     host, base = cfg.get('doc_host', ''), cfg.get('doc_baseurl', '/')
     return (host.rstrip('/') + '/' + base.strip('/') + '/').replace(':/', '://').replace(':///', '://') if host else ''
 
+def _definitions() -> dict:
+    "Line of every top-level function and class and of every method in the package: {'Class.method': ('mod.py', line)}."
+    import ast
+    found = {}
+    for f in sorted((ROOT/'anomaly_fastai').glob('*.py')):
+        for node in ast.parse(f.read_text()).body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                found.setdefault(node.name, (f.name, node.lineno))
+                if isinstance(node, ast.ClassDef):
+                    for m in node.body:
+                        if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef)): found.setdefault(f'{node.name}.{m.name}', (f.name, m.lineno))
+    return found
+
+_SOURCE = re.compile(r'\[source\]\([^)]*\)(\{[^}]*\})?\n*')
+_HEADING = re.compile(r'^(---\n+)(#+ +`?([\w.]+)`?)', re.M)
+
+def source_links(md: str, defs: dict) -> str:
+    "A show_doc output with its `[source]` link pointing at the symbol's line (nbdev 3 writes `#LNone`, or no link, here)."
+    from nbdev.config import get_config
+    blob = f"{get_config().git_url.rstrip('/')}/blob/{get_config().branch}/anomaly_fastai"
+    def link(m):
+        if m.group(3) not in defs: return m.group(0)
+        f, line = defs[m.group(3)]
+        return f'{m.group(1)}[source]({blob}/{f}#L{line}){{target="_blank" style="float:right; font-size:smaller"}}\n\n{m.group(2)}'
+    return _HEADING.sub(link, _SOURCE.sub('', md), count=1)
+
 def stage():
     "`_proc/` to RENDER: pages under the names API links use, a sidebar of pages only, maths as MathML, own links relative."
     import yaml
@@ -98,7 +125,7 @@ def stage():
     local = lambda md: md.replace(f']({prefix}', '](').replace(f'href="{prefix}', 'href="') if prefix else md
     if RENDER.exists(): shutil.rmtree(RENDER)
     RENDER.mkdir(parents=True)
-    names = {}
+    names, defs = {}, _definitions()
     for p in sorted(proc.glob('*.ipynb')):
         nb = json.loads(p.read_text())
         out = _front_matter(nb).get('output-file')
@@ -106,10 +133,10 @@ def stage():
         names[p.name] = dst
         for c in nb['cells']:
             if c['cell_type'] == 'markdown':
-                c['source'] = local(math_to_mathml(''.join(c['source'])))
+                c['source'] = local(math_to_mathml(source_links(''.join(c['source']), defs)))
             for o in c.get('outputs', []):  # show_doc's docstrings are Markdown outputs
                 d = o.get('data', {})
-                if 'text/markdown' in d: d['text/markdown'] = local(math_to_mathml(''.join(d['text/markdown'])))
+                if 'text/markdown' in d: d['text/markdown'] = local(math_to_mathml(source_links(''.join(d['text/markdown']), defs)))
         (RENDER/dst).write_text(json.dumps(nb, indent=1))
     for f in ('_quarto.yml', 'nbdev.yml', 'styles.css'): shutil.copy2(proc/f, RENDER/f)
     side = yaml.safe_load((proc/'sidebar.yml').read_text())
