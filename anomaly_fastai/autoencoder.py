@@ -28,12 +28,12 @@ def gaussian_window(size: int = 11, sigma: float = 1.5) -> Tensor:
 def ssim_map(x: Tensor, y: Tensor, window: int = 11, sigma: float = 1.5, data_range: float = 1.) -> Tensor:
     "SSIM (B, H, W) of images `x`, `y` (B, C, H, W) at every pixel, averaged over channels; Gaussian window, reflect padding."
     if x.shape != y.shape: raise ValueError(f'ssim_map needs images of the same shape, got {tuple(x.shape)} and {tuple(y.shape)}')
-    C, r = x.shape[1], window // 2
-    g = gaussian_window(window, sigma).to(x)
-    t = torch.cat([x, y, x * x, y * y, x * y], 1)
+    B, C, H, W = x.shape
+    r, g = window // 2, gaussian_window(window, sigma).to(x)
+    # each of the 5C maps blurred as its own one-channel image: one fixed (1, 1, k) kernel, so the graph exports to ONNX
+    t = torch.cat([x, y, x * x, y * y, x * y], 1).reshape(-1, 1, H, W)
     t = F.pad(t, (r, r, r, r), mode='reflect')
-    t = F.conv2d(t, g.view(1, 1, 1, -1).expand(5 * C, 1, 1, window), groups=5 * C)
-    t = F.conv2d(t, g.view(1, 1, -1, 1).expand(5 * C, 1, window, 1), groups=5 * C)
+    t = F.conv2d(F.conv2d(t, g.view(1, 1, 1, -1)), g.view(1, 1, -1, 1)).reshape(B, 5 * C, H, W)
     mx, my, xx, yy, xy = t.split(C, 1)
     vx, vy, cxy = xx - mx * mx, yy - my * my, xy - mx * my
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2

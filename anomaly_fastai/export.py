@@ -17,11 +17,14 @@ from .patch import (PatchCoreDetector, PaDiMDetector, SPADEDetector, anomaly_map
                                   mahalanobis_maps, upsampled_cat)
 from .twin_detector import TwinDetector
 from .tiling import TiledDetector
+from .flow import FlowDetector
+from .autoencoder import AutoencoderDetector
 
 # %% auto #0
 __all__ = ['GRAPHS', 'FORMATS', 'OPSET', 'OUTPUTS', 'META_KEY', 'feature_taps', 'Normalise', 'KNNGraph', 'PatchCoreGraph',
-           'PaDiMGraph', 'head_gradient', 'TwinMember', 'TwinGraph', 'TiledGraph', 'scoring_graph', 'ExportedDetector',
-           'export_metadata', 'export_model', 'load_torchscript', 'export_cli']
+           'PaDiMGraph', 'head_gradient', 'TwinMember', 'TwinGraph', 'FlowGraph', 'resize_matrices', 'AutoencoderGraph',
+           'TiledGraph', 'scoring_graph', 'ExportedDetector', 'export_metadata', 'export_model', 'load_torchscript',
+           'export_cli']
 
 # %% ../nbs/12_export.ipynb #d89778fd
 class _HookTaps(nn.Module):
@@ -222,6 +225,52 @@ class TwinGraph(nn.Module):
         scores = rs[0][0] if len(rs) == 1 else torch.stack([(s - lo) / sc for (s, _), (lo, sc) in zip(rs, self.norms)]).mean(0)
         return scores, torch.stack([m for _, m in rs]).mean(0)
 
+# %% ../nbs/12_export.ipynb #b1337014
+class FlowGraph(nn.Module):
+    "`FlowDetector._score`: negative log-likelihood of the standardised patch features under the conditional flow (the map); score = maximum of the map."
+    def __init__(self, det: FlowDetector):
+        super().__init__()
+        self.taps, self.size = feature_taps(det.backbone, ('stride8', 'stride16')), tuple(det.pre.input_size)
+        self.flow = copy.deepcopy(det.flow).cpu().eval()
+        self.register_buffer('mean', det.mean.detach().float().cpu()); self.register_buffer('std', det.std.detach().float().cpu())
+        with torch.no_grad(): h, w = self._features(torch.zeros(1, 3, *self.size)).shape[-2:]
+        self.register_buffer('cond', det._cond(h, w).float().cpu())   # (h * w, cond_dim), row by row
+
+    def _features(self, x):
+        s8, s16 = self.taps(x)
+        return locally_aware_patches({'stride8': s8, 'stride16': s16}, 1 << 30)
+
+    def forward(self, x):
+        f = FlowDetector._standard(self, self._features(x))
+        B, C, h, w = f.shape
+        nll = -self.flow.log_prob(f.permute(0, 2, 3, 1).reshape(-1, C), self.cond.repeat(B, 1))
+        maps = anomaly_maps(nll.view(B, h, w), self.size)
+        return maps.amax((1, 2)), maps
+
+# %% ../nbs/12_export.ipynb #d984ae61
+def resize_matrices(size, to) -> tuple[Tensor, Tensor]:
+    "`Ry` (h, H) and `Rx` (W, w) with `Ry @ x @ Rx` = `F.interpolate(x, to, mode='bilinear', antialias=True)` for x (..., H, W): the resize as two matrix products."
+    (H, W), (h, w) = size, to
+    rs = lambda n, m, axis: F.interpolate(torch.eye(n)[None, None], size=(m, n) if axis == 0 else (n, m), mode='bilinear',
+                                         align_corners=False, antialias=True)[0, 0]
+    return rs(H, h, 0), rs(W, w, 1)
+
+class AutoencoderGraph(nn.Module):
+    "`AutoencoderDetector._score`: reconstruction residual of the autoencoder's input (the map, upsampled and blurred); score = maximum of the map."
+    def __init__(self, det: AutoencoderDetector):
+        super().__init__()
+        self.model, self.loss, self.color = copy.deepcopy(det.model).cpu().eval(), det.loss, det.color
+        self.size, self.ae_input = tuple(det.pre.input_size), tuple(det.ae_input)
+        self.resize = self.size != self.ae_input
+        if self.resize:
+            ry, rx = resize_matrices(self.size, self.ae_input)
+            self.register_buffer('ry', ry); self.register_buffer('rx', rx)
+
+    def forward(self, x):
+        if self.resize: x = self.ry @ x @ self.rx
+        maps = anomaly_maps(AutoencoderDetector._residual(self, AutoencoderDetector._prep(self, x)), self.size)
+        return maps.amax((1, 2)), maps
+
 # %% ../nbs/12_export.ipynb #14aec371
 class TiledGraph(nn.Module):
     "`TiledDetector._score`: the inner method's graph on every tile; image score = max over tiles, maps averaged where tiles overlap."
@@ -241,7 +290,7 @@ class TiledGraph(nn.Module):
 
 # %% ../nbs/12_export.ipynb #04e2d5a4
 GRAPHS = {KNNDetector: KNNGraph, PatchCoreDetector: PatchCoreGraph, PaDiMDetector: PaDiMGraph, TwinDetector: TwinGraph,
-          TiledDetector: TiledGraph}
+          FlowDetector: FlowGraph, AutoencoderDetector: AutoencoderGraph, TiledDetector: TiledGraph}
 
 def scoring_graph(det: Detector) -> nn.Module:
     "The raw scoring of `det` as a plain module: images (B, 3, H, W) in 0..1 -> (scores (B,), maps (B, H, W)), as `det.score`."
@@ -295,10 +344,15 @@ def _onnx():
 
 def _write_onnx(module: nn.Module, x: Tensor, meta: dict, path: Path, opset: int):
     onnx, f = _onnx(), io.BytesIO()
-    with _quiet():
-        torch.onnx.export(module, (x,), f, dynamo=False, opset_version=opset, input_names=['x'], output_names=list(OUTPUTS),
-                          dynamic_axes={n: {0: 'batch'} for n in ('x', *OUTPUTS)},
-                          do_constant_folding=False)  # folding would turn float16 banks into float32 ones in the file
+    try:
+        with _quiet():
+            torch.onnx.export(module, (x,), f, dynamo=False, opset_version=opset, input_names=['x'], output_names=list(OUTPUTS),
+                              dynamic_axes={n: {0: 'batch'} for n in ('x', *OUTPUTS)},
+                              do_constant_folding=False)  # folding would turn float16 banks into float32 ones in the file
+    except torch.onnx.errors.OnnxExporterError as e:
+        msg = str(e).strip().splitlines()[0].split(' [Caused by')[0].strip()[:300]
+        raise RuntimeError(f'{meta["method"]} ({meta["label"]}): ONNX export at opset {opset} failed: {msg}; '
+                           f"fmt='torchscript' (CLI: --format torchscript) exports it without ONNX") from None
     model = onnx.load_from_string(f.getvalue())
     onnx.helper.set_model_props(model, {META_KEY: json.dumps(meta)})
     model.producer_name, model.producer_version = 'anomaly_fastai', __version__

@@ -65,7 +65,7 @@ class ConditionalFlow(nn.Module):
 
     def forward(self, x: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
         "Latent z (N, dim) and log|det dz/dx| (N,)."
-        logdet = x.new_zeros(len(x))
+        logdet = torch.zeros_like(x[:, 0])  # follows the batch size when traced for export
         for perm, layer in zip(self.perms, self.couplings):
             x, ld = layer(x[:, perm], c)
             logdet = logdet + ld

@@ -16,7 +16,7 @@ from anomaly_fastai.detector import DETECTORS, load_detector, save_detector, sco
 from anomaly_fastai.heads import CosineHead, L2Softmax, CenterHead
 from anomaly_fastai.metrics import MinMax
 from anomaly_fastai.scoring import get_scorer
-import anomaly_fastai.patch, anomaly_fastai.twin_detector, anomaly_fastai.tiling  # register every method
+import anomaly_fastai.patch, anomaly_fastai.twin_detector, anomaly_fastai.tiling, anomaly_fastai.flow, anomaly_fastai.autoencoder  # register every method
 from anomaly_fastai.export import OPSET, META_KEY, export_model, head_gradient, load_torchscript
 import anomaly_fastai
 from anomaly_fastai import runtime
@@ -36,8 +36,11 @@ CASES = {  # small settings: each fits in seconds on 2 cores
     'twin-lof-ensemble': ('twin', dict(pre=SIZE, head='l2softmax', epochs=0, epochs_frozen=0, score='lof', k=5, ensemble=2)),
     'twin-mahalanobis': None,  # the 'twin' model with a Mahalanobis scorer (see `fitted`: no second training)
     'tiled-knn': ('tiled', dict(pre=Preprocess(96), inner='knn', tile=64, overlap=0.5)),
+    'flow': ('flow', dict(pre=SIZE, epochs=1)),
+    # autoencoder inputs of 32 and 48 px: the antialiased resize from 64 px runs as matrices in the graph
+    'autoencoder': ('autoencoder', dict(pre=SIZE, ae_size=32, epochs=1)),
+    'autoencoder-l2-gray': ('autoencoder', dict(pre=SIZE, ae_size=48, loss='l2', color='gray', epochs=1)),
 }
-
 def test_versions_are_the_tested_ones():
     "Exports are validated against these versions; update TESTED after re-running this file with new ones."
     assert ort.__version__ == TESTED['onnxruntime'], f'onnxruntime {ort.__version__}: parity was validated with {TESTED["onnxruntime"]}'
@@ -152,7 +155,7 @@ def test_runtime_preprocessing_is_the_library(ds, tmp_path):
 
 BLOCKER = runtime.BLOCKING_PRELUDE
 
-@pytest.mark.parametrize('name', ['knn', 'tiled-knn'])
+@pytest.mark.parametrize('name', ['knn', 'tiled-knn', 'flow', 'autoencoder-l2-gray'])
 def test_runtime_without_torch(name, ds, fitted, exported, tmp_path):
     "In a process where torch, torchvision, fastai and timm cannot be imported, the runtime loads the file and scores like the library."
     _, det = fitted[name]
