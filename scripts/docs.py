@@ -151,6 +151,7 @@ def render(dest: Path):
     noise = ('output-file is not read', 'unknown key format-links', 'format commonmark is not built', 'keep-md is ignored')
     for l in log.splitlines():
         if l.strip() and not any(n in l for n in noise): print(l)
+    if broken := [l for l in log.splitlines() if 'broken link' in l]: sys.exit('docs: broken links:\n' + '\n'.join(broken))
     if dest.exists(): shutil.rmtree(dest)
     shutil.move(str(RENDER/'docs'), str(dest))
 
