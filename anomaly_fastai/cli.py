@@ -6,15 +6,13 @@
 from __future__ import annotations
 import argparse, csv, inspect, math, os, shutil, sys, warnings
 from pathlib import Path
+from .runtime import GEOMETRIES  # torch-free, so --help answers at once
 
 # %% auto #0
-__all__ = ['GEOMETRIES', 'METHOD_OPTIONS', 'OUTPUT_NAMES', 'PREDICT_COLUMNS', 'SKIP_FOLDERS', 'COMMANDS', 'USER_ERRORS',
-           'build_parser', 'PartlyFailed', 'result_row', 'cmd_fit', 'cmd_test', 'cmd_bench', 'cmd_export',
-           'cmd_predict', 'main']
+__all__ = ['METHOD_OPTIONS', 'OUTPUT_NAMES', 'PREDICT_COLUMNS', 'SKIP_FOLDERS', 'COMMANDS', 'USER_ERRORS', 'build_parser',
+           'PartlyFailed', 'result_row', 'cmd_fit', 'cmd_test', 'cmd_bench', 'cmd_export', 'cmd_predict', 'main']
 
 # %% ../nbs/09_cli.ipynb #5888bbf8
-GEOMETRIES = ('fit', 'squash', 'crop')  # anomaly_fastai.data.GEOMETRIES, repeated here so that --help imports no torch
-
 class _Parser(argparse.ArgumentParser):
     "argparse with its errors on one line (`anomaly-fastai fit: error: argument --bs: ...`), exit status 2."
     def error(self, message): self.exit(2, f'{self.prog}: error: {message} (see {self.prog} --help)\n')

@@ -13,16 +13,16 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from fastai.data.core import Datasets, DataLoaders
 from fastai.data.transforms import IndexSplitter
+# image files and input geometry, torch-free, shared with the runtime of exported models: one reading of every pixel
+from .runtime import (GEOMETRIES, IMAGE_EXTS, MAX_PIXELS, MIN_SIDE, Geometry, ImageError, _check_size, _read, _round32,
+                                    _to_8bit)
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'SPLIT_COLUMNS', 'MIN_SIDE', 'MAX_PIXELS', 'GEOMETRIES', 'DataError', 'Sample', 'AnomalyDataset',
-           'mvtec_dataset', 'sample_path', 'sample_dataset', 'folder_dataset', 'csv_dataset', 'load_dataset',
-           'image_size', 'check_image', 'Preprocess', 'to_tensor', 'check_dataset', 'with_defects', 'unseen_types',
-           'replay_defects', 'train_dls', 'test_dl']
+__all__ = ['SPLIT_COLUMNS', 'DataError', 'Sample', 'AnomalyDataset', 'mvtec_dataset', 'sample_path', 'sample_dataset',
+           'folder_dataset', 'csv_dataset', 'load_dataset', 'image_size', 'check_image', 'Preprocess', 'to_tensor',
+           'check_dataset', 'with_defects', 'unseen_types', 'replay_defects', 'train_dls', 'test_dl']
 
 # %% ../nbs/00_data.ipynb #65ac94f7
-IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
-
 class DataError(ValueError):
     "A dataset on disk is not what a reader expects; the message names the path and the expectation."
 
@@ -190,40 +190,6 @@ def load_dataset(path=None, category: Optional[str] = None) -> AnomalyDataset:
     raise DataError(f'{p}: expected {kinds}; found none of these')
 
 # %% ../nbs/00_data.ipynb #2ddfb9de
-MIN_SIDE = 32  # images smaller than this on their short side are refused
-MAX_PIXELS = int(float(os.environ.get('ANOMALY_FASTAI_MAX_PIXELS', 500e6)))  # largest image (width x height) read
-
-def _read(path) -> Image.Image:
-    "The image file `path`, opened lazily (header only); Pillow's decompression-bomb check is replaced by `MAX_PIXELS`."
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore', Image.DecompressionBombWarning)
-        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
-        try: return Image.open(Path(path))
-        finally: Image.MAX_IMAGE_PIXELS = limit
-
-def _check_size(size, path, min_side: int = MIN_SIDE) -> tuple[int, int]:
-    "`size` (w, h) of the image at `path`, checked against `min_side` and `MAX_PIXELS`."
-    w, h = size
-    if w * h > MAX_PIXELS:
-        raise DataError(f'{path}: image is {w} x {h} ({w * h / 1e6:.0f} MP); expected at most {MAX_PIXELS / 1e6:.0f} MP '
-                        '(set ANOMALY_FASTAI_MAX_PIXELS to allow larger images)')
-    if min(w, h) < min_side: raise DataError(f'{path}: image is {w} x {h} pixels; expected at least {min_side} px on its short side')
-    return w, h
-
-def _bits(im: Image.Image) -> int:
-    "Bit depth of a single-channel integer image of more than 8 bits."
-    if im.mode.startswith('I;16'): return 16
-    tag = getattr(im, 'tag_v2', {}).get(258) if hasattr(im, 'tag_v2') else None  # TIFF BitsPerSample
-    if tag: return int(tag[0] if isinstance(tag, tuple) else tag)
-    return 16 if np.asarray(im).max() < 65536 else 32
-
-def _to_8bit(im: Image.Image) -> Image.Image:
-    "Images of more than 8 bits per channel that Pillow would clip ('I;16*', 'I', 'F') as 8-bit 'L', scaled by their bit depth."
-    if not (im.mode.startswith('I') or im.mode == 'F'): return im
-    a = np.asarray(im).astype(np.float32)
-    a = a * 255 if im.mode == 'F' else a * (255 / (2 ** _bits(im) - 1))
-    return Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8), 'L')
-
 def _open(path, mode: str, min_side: int = MIN_SIDE) -> Image.Image:
     "The image `path` in PIL `mode`: a file (checked: readable, size, bit depth), or an item that reads itself (`read_image(mode)`, e.g. a tile)."
     if hasattr(path, 'read_image'): return path.read_image(mode)
@@ -247,10 +213,6 @@ def check_image(path, min_side: int = MIN_SIDE) -> tuple[int, int]:
     return _check_size(image_size(path), path, min_side)
 
 # %% ../nbs/00_data.ipynb #16015663
-GEOMETRIES = ('fit', 'squash', 'crop')
-
-def _round32(v: float) -> int: return max(32, int(round(v / 32)) * 32)
-
 @dataclass
 class Preprocess:
     "Image file -> model input (RGB 0..1, (3, H, W)) in geometry `mode` ('fit', 'squash' or 'crop'); `unmap` takes maps back."
@@ -286,30 +248,19 @@ class Preprocess:
         h, w = (short, long) if aspect >= 1 else (long, short)
         return Preprocess(self.size, self.crop, 'fit', h, w, self.max_stretch)
 
+    @property
+    def geometry(self) -> Geometry:
+        "The same geometry as the torch-free `runtime.Geometry`, which does the layout arithmetic for both."
+        return Geometry(self.size, self.crop, self.mode, self.height, self.width, self.max_stretch)
+
     def layout(self, w: int, h: int) -> tuple[int, int, int, int]:
         "Where an image of size (`w`, `h`) goes: resized to (rw, rh), its top-left corner at (left, top) of the input."
-        H, W = self.input_size
-        if self.mode == 'squash': return W, H, 0, 0
-        if self.mode == 'crop':
-            s = self.size / min(w, h)
-            rw, rh = max(self.size, round(w * s)), max(self.size, round(h * s))
-            return rw, rh, -((rw - W) // 2), -((rh - H) // 2)  # the centre crop, rounded as it always was
-        sx, sy = W / w, H / h  # fit: stretch the tighter side by at most max_stretch, pad the rest
-        lo = min(sx, sy); hi = min(max(sx, sy), lo * self.max_stretch)
-        rw, rh = (min(W, round(w * hi)), min(H, round(h * lo))) if sx >= sy else (min(W, round(w * lo)), min(H, round(h * hi)))
-        return rw, rh, (W - rw) // 2, (H - rh) // 2
-
-    def _place(self, a: np.ndarray, left: int, top: int, pad_mode: str) -> np.ndarray:
-        "Put the resized array `a` (rh, rw[, C]) on the input canvas at (`left`, `top`): crop what sticks out, pad the rest."
-        H, W = self.input_size
-        rh, rw = a.shape[:2]
-        a = a[max(0, -top):rh - max(0, top + rh - H), max(0, -left):rw - max(0, left + rw - W)]
-        pad = [(max(0, top), H - max(0, top) - a.shape[0]), (max(0, left), W - max(0, left) - a.shape[1])] + [(0, 0)] * (a.ndim - 2)
-        return np.pad(a, pad, mode=pad_mode) if any(p for pp in pad for p in pp) else a
+        self.input_size  # an unresolved `fit` geometry says how to resolve it
+        return self.geometry.layout(w, h)
 
     def _geometry(self, im: Image.Image, resample, pad_mode: str) -> np.ndarray:
         rw, rh, left, top = self.layout(*im.size)
-        return self._place(np.asarray(im.resize((rw, rh), resample)), left, top, pad_mode)
+        return self.geometry._place(np.asarray(im.resize((rw, rh), resample)), left, top, pad_mode)
 
     def pil(self, path) -> Image.Image:
         "The RGB image at `path` as the model sees it."
@@ -358,7 +309,7 @@ def check_dataset(ds: AnomalyDataset, min_side: int = MIN_SIDE) -> AnomalyDatase
             size = check_image(s.path, min_side)
             if s.mask is not None and (ms := image_size(s.mask)) != size:
                 raise DataError(f'{s.mask}: mask size {ms} differs from its image {s.path} {size}')
-        except DataError as e: problems.append(str(e))
+        except (DataError, ImageError) as e: problems.append(str(e))
     if problems: raise DataError(problems[0] + (f' (and {len(problems) - 1} more bad files in {ds.name})' if len(problems) > 1 else ''))
     return ds
 

@@ -13,15 +13,15 @@ from fastprogress.fastprogress import progress_bar
 from . import __version__
 from PIL import Image
 from .data import AnomalyDataset, DataError, Preprocess, Sample, image_size, to_tensor, train_dls, _open
+from .runtime import ImageError, eval_size, output_name
 from .backbones import get_backbone, extract_features
 from .scoring import KNNScorer, NearestNeighbours, Scorer, threshold_at_frr
 from .metrics import MinMax, best_threshold, evaluate, save_heatmap
 
 # %% auto #0
 __all__ = ['DETECTORS', 'FITTED_WITH', 'REQUIRED_KEYS', 'default_device', 'register', 'ThresholdWarning', 'frr_rule', 'Detector',
-           'save_detector', 'load_detector', 'eval_size', 'score_images', 'score_dataset', 'evaluate_detector',
-           'rates_at_threshold', 'output_name', 'original_image', 'save_heatmaps', 'gaussian_blur', 'KNNDetector',
-           'calibrate_threshold']
+           'save_detector', 'load_detector', 'score_images', 'score_dataset', 'evaluate_detector', 'rates_at_threshold',
+           'original_image', 'save_heatmaps', 'gaussian_blur', 'KNNDetector', 'calibrate_threshold']
 
 # %% ../nbs/07_detector.ipynb #59483e79
 def default_device() -> torch.device:
@@ -278,16 +278,10 @@ def load_detector(path, device=None) -> Detector:
     return det
 
 # %% ../nbs/07_detector.ipynb #f75eb43f
-def eval_size(size: tuple[int, int], max_side: Optional[int]) -> tuple[int, int]:
-    "(w, h) of an image of `size` (w, h) scaled so that its long side is at most `max_side` (None: unchanged)."
-    w, h = size
-    s = 1. if max_side is None else min(1., max_side / max(w, h))
-    return max(1, round(w * s)), max(1, round(h * s))
-
 def _one_line(e: Exception) -> str:
     "An exception as one line of text."
     msg = ' '.join(str(e).split())
-    return msg if isinstance(e, (DataError, OSError)) else f'{type(e).__name__}: {msg}'
+    return msg if isinstance(e, (DataError, ImageError, OSError)) else f'{type(e).__name__}: {msg}'
 
 def score_images(det: Detector, paths, bs: int = 32, max_side: Optional[int] = 1024, progress: bool = True, errors: str = 'raise'):
     "Yield, per image file in `paths` (in batches of `bs`): `path`, `size` (w, h), `predict`'s fields with `map` over the whole image. With `errors='keep'` an image that cannot be read or scored yields `path` and `error` (one line), and the others go on."
@@ -345,11 +339,6 @@ def rates_at_threshold(det: Detector, labels, scores) -> dict:
     y, flagged = torch.as_tensor(labels).bool(), det.flags(scores)
     rate = lambda m: float(m.float().mean()) if m.numel() else float('nan')
     return dict(tpr_at_threshold=rate(flagged[y]), tnr_at_threshold=rate(~flagged[~y]))
-
-def output_name(path, root) -> Path:
-    "The relative path (suffix .png) under which an output for image `path` is written: its path relative to `root`."
-    rel = Path(os.path.relpath(Path(path).resolve(), Path(root).resolve()))
-    return Path(*[p if p != '..' else '__' for p in rel.parts]).with_suffix('.png')  # never write above the output folder
 
 def original_image(path, size: tuple[int, int]) -> torch.Tensor:
     "The whole RGB image at `path` as a (3, h, w) tensor in 0..1 at `size` (w, h), for heatmap overlays."

@@ -12,7 +12,7 @@ from PIL import Image, UnidentifiedImageError
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'GEOMETRIES', 'MIN_SIDE', 'MAX_PIXELS', 'META_KEY', 'BLOCKED', 'BLOCKING_PRELUDE', 'ImageError',
            'ModelError', 'open_image', 'resize_bilinear', 'Geometry', 'eval_size', 'Session', 'load', 'save_heatmap',
-           'build_parser', 'predict_files', 'main']
+           'output_name', 'build_parser', 'predict_files', 'main']
 
 # %% ../nbs/13_runtime.ipynb #5df2e767
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
@@ -84,7 +84,7 @@ def resize_bilinear(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return ly0[:, None] * top + ly1[:, None] * bottom
 
 class Geometry:
-    "numpy port of `anomaly_fastai.data.Preprocess`: image file -> model input (3, H, W) float32 in 0..1, and `unmap` back."
+    "The geometry of model inputs in numpy: image file -> model input (3, H, W) float32 in 0..1, and `unmap` back; `anomaly_fastai.data.Preprocess` builds on it."
     def __init__(self, size=256, crop: int = 224, mode: str = 'fit', height=None, width=None, max_stretch: float = 2.0):
         if mode not in GEOMETRIES: raise ModelError(f'geometry must be one of {GEOMETRIES}, not {mode!r}')
         self.size, self.crop, self.mode, self.height, self.width, self.max_stretch = size, crop, mode, height, width, max_stretch
@@ -112,13 +112,13 @@ class Geometry:
         rw, rh = (min(W, round(w * hi)), min(H, round(h * lo))) if sx >= sy else (min(W, round(w * lo)), min(H, round(h * hi)))
         return rw, rh, (W - rw) // 2, (H - rh) // 2
 
-    def _place(self, a: np.ndarray, left: int, top: int) -> np.ndarray:
-        "The resized array `a` (rh, rw, C) on the input canvas at (`left`, `top`): what sticks out cropped, the rest mirrored in."
+    def _place(self, a: np.ndarray, left: int, top: int, pad_mode: str = 'reflect') -> np.ndarray:
+        "The resized array `a` (rh, rw[, C]) on the input canvas at (`left`, `top`): what sticks out cropped, the rest padded (`pad_mode`: mirrored in)."
         H, W = self.input_size
         rh, rw = a.shape[:2]
         a = a[max(0, -top):rh - max(0, top + rh - H), max(0, -left):rw - max(0, left + rw - W)]
         pad = [(max(0, top), H - max(0, top) - a.shape[0]), (max(0, left), W - max(0, left) - a.shape[1])] + [(0, 0)] * (a.ndim - 2)
-        return np.pad(a, pad, mode='reflect') if any(p for pp in pad for p in pp) else a
+        return np.pad(a, pad, mode=pad_mode) if any(p for pp in pad for p in pp) else a
 
     def array(self, im: Image.Image) -> np.ndarray:
         "The RGB image `im` as the model sees it: uint8 (H, W, 3)."
@@ -231,8 +231,9 @@ def save_heatmap(path, image_path, amap: np.ndarray, vmin=None, vmax=None):
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate([im, over], 1).astype(np.uint8)).save(path)
 
-def _output_name(path: Path, root) -> Path:
-    rel = Path(os.path.relpath(path.resolve(), Path(root).resolve()))
+def output_name(path, root) -> Path:
+    "The relative path (suffix .png) under which an output for image `path` is written: its path relative to `root`."
+    rel = Path(os.path.relpath(Path(path).resolve(), Path(root).resolve()))
     return Path(*[p if p != '..' else '__' for p in rel.parts]).with_suffix('.png')
 
 def build_parser() -> argparse.ArgumentParser:
@@ -259,7 +260,7 @@ def predict_files(model: Session, inputs, out, force: bool = False, bs: int = 8,
             for r in model.predict(files[b:b + bs], bs=bs, maps=heatmaps):
                 heatmap = ''
                 if r['map'] is not None:
-                    heatmap = f'heatmaps/{_output_name(r["path"], root).as_posix()}'
+                    heatmap = f'heatmaps/{output_name(r["path"], root).as_posix()}'
                     save_heatmap(out/heatmap, r['path'], r['map'], lo, hi)
                 w.writerow([str(r['path']), f'{r["score"]:.6g}', f'{r["norm_score"]:.6g}', r['label'], heatmap])
                 n_anom += r['anomalous']
