@@ -20,14 +20,14 @@ long side capped at 1024 as in `score_dataset`) and image AUROC, pixel AUROC and
 Timings favour the peer: its inputs are decoded and resized before its clock starts (ours include reading and
 resizing every image), and it runs without its Trainer. Peak RSS is the worker process's own.
 """
-import json, subprocess, sys, tempfile
+import json, tempfile
 from pathlib import Path
 import torch
 from anomaly_fastai.backbones import _lite_state_dict
 from anomaly_fastai.data import Preprocess, image_size
 from anomaly_fastai.detector import _mask_at, eval_size
 from anomaly_fastai.metrics import ResultsTable, evaluate
-from common import bench_datasets, bench_parser, device_name
+from common import bench_datasets, bench_parser, device_name, run_child
 
 LAYERS = {'patchcore': ['blocks.2', 'blocks.4'], 'padim': ['blocks.1', 'blocks.2', 'blocks.4']}
 LITE_MEAN = LITE_STD = (0.5, 0.5, 0.5)   # the EfficientNet-Lite weights' statistics (as in anomaly_fastai.backbones)
@@ -41,11 +41,8 @@ def save_batches(pre: Preprocess, paths, folder: Path, bs: int = 32):
 def run_peer(a, ds, method: str, bank: dict, work: Path, weights: Path) -> dict:
     args = bank | dict(method=method, n_features=100, layers=LAYERS[method], timm_name='tf_efficientnet_lite0',
                 weights=str(weights), mean=LITE_MEAN, std=LITE_STD, work=str(work), seed=a.seed)
-    p = subprocess.run([a.anomalib_python, str(Path(__file__).with_name('anomalib_worker.py')), json.dumps(args)],
-                       capture_output=True, text=True)
-    rows = [json.loads(l[4:]) for l in p.stdout.splitlines() if l.startswith('ROW ')]
-    if p.returncode or not rows: sys.exit(f'anomalib {method} on {ds.name} failed:\n{p.stderr[-3000:]}')
-    return rows[0] | torch.load(work/'out.pt')
+    row, _ = run_child([a.anomalib_python, Path(__file__).with_name('anomalib_worker.py'), json.dumps(args)], f'anomalib {method} on {ds.name}')
+    return row | torch.load(work/'out.pt')
 
 def runs(a, dataset: str):
     "(method, coreset, random bank ratio) of each peer run on `dataset`."

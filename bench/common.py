@@ -1,8 +1,9 @@
 "What the benchmark scripts share: the shared datasets, their common options and the name of the device."
-import argparse, platform
+import argparse, json, platform, subprocess, sys
 from pathlib import Path
 import torch
 from anomaly_fastai.data import load_dataset
+from anomaly_fastai.metrics import ResultsTable
 
 DATASETS = {'bottle': ('mvtec_ad', 'bottle'), 'magnetic_tile': ('magnetic_tile/split.csv', None)}
 
@@ -28,3 +29,23 @@ def device_name() -> str:
     "The GPU's name, or the CPU and its thread count: timings are only comparable on the same device."
     if torch.cuda.is_available(): return torch.cuda.get_device_name()
     return f'CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)'
+
+def emit_row(row: dict):
+    "Hand one result row from a child process to `run_child`: a line `ROW <json>` on stdout."
+    print('ROW ' + json.dumps(row), flush=True)
+
+def run_child(cmd: list, what: str) -> tuple[dict, str]:
+    "Run one setting in a fresh process (its peak memory is its own): the row it emitted and its stderr; stop naming `what` if it failed."
+    p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+    rows = [json.loads(l[4:]) for l in p.stdout.splitlines() if l.startswith('ROW ')]
+    if p.returncode or not rows: sys.exit(f'{what} failed:\n{p.stderr[-3000:]}')
+    return rows[0], p.stderr
+
+def saved_rows(out) -> ResultsTable:
+    "The rows (without the Mean row) of the results table `out`.csv, to add to; empty when there is none."
+    table, csv = ResultsTable(), Path(out).with_suffix('.csv')
+    if csv.exists():
+        import pandas as pd
+        for r in pd.read_csv(csv).to_dict('records'):
+            if r['category'] != 'Mean': table.add(r)
+    return table

@@ -5,9 +5,9 @@ with the exported file size, the runtime's startup time (import + session load) 
     .venv/bin/python bench/export.py --methods knn,patchcore --size 128    # a quicker subset
     .venv/bin/python bench/export.py --methods flow,autoencoder --size 64 --out /tmp/export_check   # a smoke run (seconds)
 """
-import argparse, json, os, subprocess, sys, tempfile, time
+import argparse, json, subprocess, sys, tempfile, time
 from pathlib import Path
-import numpy as np, torch
+import torch
 from anomaly_fastai.data import Preprocess, load_dataset
 from anomaly_fastai.detector import DETECTORS, load_detector, save_detector
 import anomaly_fastai.patch, anomaly_fastai.twin_detector, anomaly_fastai.flow, anomaly_fastai.autoencoder  # register the methods
@@ -93,8 +93,8 @@ def main(argv=None):
     md = out.with_suffix('.md')
     head = (f'# Export speed\n\n`python bench/export.py {" ".join(argv or sys.argv[1:])}` on {"the embedded bottle sample" if a.data is None else a.data} '
             f'({len(ds.test)} test images), input {a.size} px (`fit` geometry), MobileNetV2, CPU, {a.threads} threads; torch {torch.__version__}, '
-            f'onnxruntime {ort.__version__}. **Timings were taken on a 2-core machine shared with other jobs (under load): '
-            'compare rows with each other, not with other tables.** PyTorch = `Detector.score` in process; TorchScript and ONNX Runtime '
+            f'onnxruntime {ort.__version__}. Timings are from one run, one method after the other; '
+            'compare rows with each other, not with other tables. PyTorch = `Detector.score` in process; TorchScript and ONNX Runtime '
             'score the exported file (batch of preprocessed images -> score, norm_score, map, anomalous). Runtime startup = '
             '`from anomaly_fastai import runtime` + `runtime.load(file)` in a fresh process; modules = `len(sys.modules)` after it; '
             'RSS = peak resident memory (VmHWM) of that process (no torch imported).\n\n')

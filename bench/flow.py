@@ -16,7 +16,7 @@ MobileNetV2 stride-8/16 features, 8 couplings, seed `--seed`:
 Columns: image AUROC, pixel AUROC, PRO over whole original images, best F1, TPR / TNR at the saved threshold, fit s,
 test images/s, the number of test images evaluated, the defect images trained on, device.
 """
-import argparse, json, subprocess, sys
+import argparse, json, sys
 from pathlib import Path
 import torch
 from anomaly_fastai.cli import result_row
@@ -24,7 +24,7 @@ from anomaly_fastai.data import Preprocess, unseen_types, with_defects
 from anomaly_fastai.detector import evaluate_detector
 from anomaly_fastai.flow import FlowDetector
 from anomaly_fastai.metrics import ResultsTable
-from common import bench_datasets, bench_parser, device_name
+from common import bench_datasets, bench_parser, device_name, emit_row, run_child, saved_rows
 
 NOTE = '''
 Measured on the 2-core CPU with 1 torch thread per run while other sessions loaded the same machine (load average
@@ -49,7 +49,7 @@ def one_run(a):
     m, _ = evaluate_detector(det, ds, progress=False)
     row = result_row(det, ds, m) | dict(setting=row_kind, n_test=len(ds.test), n_train_defects=len(ds.defects),
                                         input=f'{det.pre.input_size[0]}x{det.pre.input_size[1]}', epochs=a.epochs, device=device_name())
-    print('ROW ' + json.dumps(row), flush=True)
+    emit_row(row)
 
 def write_md(table, out):
     "The results table as markdown, with the note on how it was measured."
@@ -67,22 +67,17 @@ def main():
     ap.add_argument('--one', type=json.loads, help=argparse.SUPPRESS)  # internal: one run, in a child process
     a = ap.parse_args()
     if a.one: return one_run(a)
-    out, table = Path(a.out), ResultsTable()
-    if (a.append or a.notes_only) and out.with_suffix('.csv').exists():
-        import pandas as pd
-        for r in pd.read_csv(out.with_suffix('.csv')).to_dict('records'):
-            if r['category'] != 'Mean': table.add(r)
+    out = Path(a.out)
+    table = saved_rows(out) if a.append or a.notes_only else ResultsTable()
     if a.notes_only: return write_md(table, out)
     for ds in a.datasets.split(','):
         for row in a.rows.split(','):
             for bb in a.backbones.split(','):
                 one = json.dumps(dict(dataset=ds, row=row, backbone=bb, unseen=a.unseen_types.get(ds, '')))
-                p = subprocess.run([sys.executable, __file__, '--data', a.data, '--seed', str(a.seed), '--size', str(a.size),
-                                    '--epochs', str(a.epochs), '--threads', str(a.threads), '--one', one], capture_output=True, text=True)
-                rows = [json.loads(l[4:]) for l in p.stdout.splitlines() if l.startswith('ROW ')]
-                if p.returncode or not rows: sys.exit(f'{one} failed:\n{p.stderr[-3000:]}')
-                print(p.stderr.strip().splitlines()[-1], flush=True)
-                table.add(rows[0]); print(table, flush=True)
+                row, err = run_child([sys.executable, __file__, '--data', a.data, '--seed', a.seed, '--size', a.size,
+                                      '--epochs', a.epochs, '--threads', a.threads, '--one', one], one)
+                print(err.strip().splitlines()[-1], flush=True)
+                table.add(row); print(table, flush=True)
                 table.to_csv(out.with_suffix('.csv')); write_md(table, out)
 
 if __name__ == '__main__': main()

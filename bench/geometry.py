@@ -12,7 +12,7 @@ bottle and Magnetic Tile (its fixed split.csv):
   test image; is the hottest point of the map on the scratch, with the default geometry and with 256 px tiles?
 Image AUROC, pixel AUROC and PRO over whole original images, fit s, test images/s, peak RSS (MB).
 """
-import argparse, json, resource, subprocess, sys, tempfile, time
+import argparse, json, resource, sys, tempfile, time
 from pathlib import Path
 import numpy as np
 from PIL import Image
@@ -22,7 +22,7 @@ from anomaly_fastai.detector import DETECTORS, evaluate_detector, score_images
 from anomaly_fastai.metrics import ResultsTable
 from anomaly_fastai.tiling import TiledDetector
 import anomaly_fastai.twin_detector  # registers 'twin'
-from common import bench_datasets, bench_parser, device_name
+from common import bench_datasets, bench_parser, device_name, emit_row, run_child
 
 GEOMETRIES = {'crop': Preprocess(256, 224, 'crop'), 'squash': Preprocess(256, mode='squash'), 'fit': Preprocess(256)}
 
@@ -39,7 +39,7 @@ def one_run(a):
     m, _ = evaluate_detector(det, ds, progress=False)
     row = result_row(det, ds, m) | dict(geometry=a.one['geometry'], input=f'{det.pre.input_size[0]}x{det.pre.input_size[1]}',
                                         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, device=device_name())
-    print('ROW ' + json.dumps(row), flush=True)
+    emit_row(row)
 
 def texture(seed, h, w):
     "A fine, regular texture with mild noise (a brushed or woven surface)."
@@ -83,11 +83,8 @@ def main():
     for ds, method, geometry in runs:
         for bb in a.backbones.split(','):
             one = json.dumps(dict(dataset=ds, method=method, geometry=geometry, backbone=bb))
-            p = subprocess.run([sys.executable, __file__, '--data', a.data, '--seed', str(a.seed), '--twin-epochs', str(a.twin_epochs), '--one', one],
-                               capture_output=True, text=True)
-            rows = [json.loads(l[4:]) for l in p.stdout.splitlines() if l.startswith('ROW ')]
-            if p.returncode or not rows: sys.exit(f'{one} failed:\n{p.stderr[-3000:]}')
-            table.add(rows[0]); print(table, flush=True)
+            row, _ = run_child([sys.executable, __file__, '--data', a.data, '--seed', a.seed, '--twin-epochs', a.twin_epochs, '--one', one], one)
+            table.add(row); print(table, flush=True)
             table.to_csv(out.with_suffix('.csv')); table.to_markdown(out.with_suffix('.md'))
     if 'knn' in a.methods: write_synthetic(a)
 

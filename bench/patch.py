@@ -10,7 +10,7 @@ image AUROC, pixel AUROC and PRO over whole original images, best F1, TPR and TN
 test images/s, peak RSS (MB) and the size of the saved state (MB: PatchCore's bank, PaDiM's Gaussians, SPADE's
 pyramids and pooled features).
 """
-import argparse, json, resource, subprocess, sys
+import argparse, json, resource, sys
 from pathlib import Path
 import torch
 from anomaly_fastai.cli import result_row
@@ -18,7 +18,7 @@ from anomaly_fastai.data import Preprocess
 from anomaly_fastai.detector import DETECTORS, evaluate_detector
 from anomaly_fastai.metrics import ResultsTable
 import anomaly_fastai.patch  # registers patchcore, padim, spade
-from common import bench_datasets, bench_parser, device_name
+from common import bench_datasets, bench_parser, device_name, emit_row, run_child
 
 def state_mb(o) -> float:
     "Megabytes of the tensors in a (nested) state dict."
@@ -37,7 +37,7 @@ def one_run(a):
     row = result_row(det, ds, m) | dict(input=f'{det.pre.input_size[0]}x{det.pre.input_size[1]}',
                                         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                                         state_mb=state_mb(det._state()), device=device_name())
-    print('ROW ' + json.dumps(row), flush=True)
+    emit_row(row)
 
 def main():
     ap = bench_parser(__doc__, 'bench/results/patch')
@@ -52,11 +52,8 @@ def main():
         for method in a.methods.split(','):
             for bb in a.backbones.split(','):
                 one = json.dumps(dict(dataset=ds, method=method, backbone=bb))
-                p = subprocess.run([sys.executable, __file__, '--data', a.data, '--seed', str(a.seed), '--size', str(a.size),
-                                    '--search', a.search, '--one', one], capture_output=True, text=True)
-                rows = [json.loads(l[4:]) for l in p.stdout.splitlines() if l.startswith('ROW ')]
-                if p.returncode or not rows: sys.exit(f'{one} failed:\n{p.stderr[-3000:]}')
-                table.add(rows[0]); print(table, flush=True)
+                row, _ = run_child([sys.executable, __file__, '--data', a.data, '--seed', a.seed, '--size', a.size, '--search', a.search, '--one', one], one)
+                table.add(row); print(table, flush=True)
                 table.to_csv(out.with_suffix('.csv')); table.to_markdown(out.with_suffix('.md'))
 
 if __name__ == '__main__': main()

@@ -4,7 +4,7 @@ and the message (or the correct numbers) it must give. Cases are numbered by the
 Everything is made here from the embedded sample; one small knn model (`m0`) is fitted once and reused. Commands run
 in-process (`anomaly_fastai.cli.main`), except where a fresh process is the point (`--help` without torch)."""
 import contextlib, csv, io, json, shutil, struct, subprocess, sys, time, zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 import numpy as np

@@ -1,11 +1,11 @@
 """The documentation site builds offline with every notebook's outputs (`scripts/docs.py`, run by `make docs`), and
 a real headless Chromium (the system's `chromium` + `chromedriver`) finds every page loaded, every picture decoded,
 no broken internal link and no raw LaTeX; it also opens the HTML report of the embedded sample."""
-import json, os, re, shutil, subprocess, sys
+import os, re, shutil, subprocess, sys
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 import pytest
-from test_packaging import ROOT, BIN, exports
+from test_packaging import ROOT, exports
 
 def page_name(nb: str) -> str:
     "The page nbdev names a notebook (`01_backbones` -> `backbones.html`), the name `_modidx.py` links to."
