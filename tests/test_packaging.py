@@ -82,7 +82,8 @@ def test_wheel_in_a_fresh_venv(tmp_path):
     subprocess.run([sys.executable, '-m', 'venv', tmp_path/'venv'], check=True)
     py, pip = tmp_path/'venv'/'bin'/'python', [tmp_path/'venv'/'bin'/'python', '-m', 'pip', 'install', '-q']
     import torch, torchvision
-    subprocess.run(pip + [f'torch=={torch.__version__}', f'torchvision=={torchvision.__version__}'], check=True)
+    release = lambda v: v.split('+')[0]  # '2.14.1+cu130' -> '2.14.1': the local build tag is not part of the requirement
+    subprocess.run(pip + [f'torch=={release(torch.__version__)}', f'torchvision=={release(torchvision.__version__)}'], check=True)
     subprocess.run(pip + [whl], check=True)
     readme = (ROOT/'README.md').read_text()
     example = next(b for b in re.findall(r'```python\n(.*?)```', readme, re.S) if 'evaluate_detector' in b)
