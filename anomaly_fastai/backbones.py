@@ -15,7 +15,7 @@ from torch import nn, Tensor
 
 # %% auto #0
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'Normalize', 'NormalizedBody', 'Backbone', 'WeightsUnavailableError', 'TimmFeatures',
-           'list_backbones', 'get_backbone', 'FeatureExtractor', 'extract_features']
+           'list_backbones', 'tuned_backbone', 'get_backbone', 'FeatureExtractor', 'extract_features']
 
 # %% ../nbs/01_backbones.ipynb #53b7c266
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -52,6 +52,7 @@ class Backbone:
     std: tuple = IMAGENET_STD
     classifier: Optional[nn.Module] = None  # last map -> (B, 1000) ImageNet logits, when the weights carry a head
     input_size: int = 224       # the resolution the weights were trained at
+    tuned_from: Optional[str] = None  # the architecture, when `model` holds fine-tuned weights that no package ships
 
     def channels(self, layer: str) -> int:
         "Number of channels of `layer` (`'stride8'`, `'stride16'`, `'body'` or a module name), by a tiny forward pass."
@@ -252,11 +253,23 @@ def list_backbones() -> list[str]:
     "Names `get_backbone` knows (any `'timm:<model name>'` works too). The first four load offline from installed packages."
     return list(_REGISTRY)
 
-def get_backbone(name: str, pretrained: bool = True, *, download: bool = True) -> Backbone:
-    "A fresh `Backbone` `name` (in eval mode); `pretrained=False` gives a random init without touching any file."
+def tuned_backbone(name: str, base: str, state: dict) -> Backbone:
+    "The architecture `base` with the fine-tuned body weights `state` (a `model.state_dict()`), called `name`."
+    bb = get_backbone(base, pretrained=False)
+    bb.model.load_state_dict(state, strict=True)
+    bb.name, bb.tuned_from, bb.classifier = name, base, None  # an ImageNet head no longer matches a tuned body
+    return bb.eval_()
+
+def get_backbone(name: str | Backbone, pretrained: bool = True, *, download: bool = True) -> Backbone:
+    """A fresh `Backbone` `name` (in eval mode); `pretrained=False` gives a random init without touching any file.
+    `'twin:MODEL_DIR'` is the body fine-tuned by a saved twin model; a `Backbone` is returned as it is."""
+    if isinstance(name, Backbone): return name
+    if name.startswith('twin:'):
+        from .twin_detector import twin_features  # the twin's save format lives above this module
+        return twin_features(name.removeprefix('twin:'))
     if name.startswith('timm:'): return _timm_backbone(name, pretrained, download).eval_()
     if name not in _REGISTRY:
-        raise ValueError(f"Unknown backbone {name!r}: expected one of {list_backbones()} or 'timm:<timm model name>'")
+        raise ValueError(f"Unknown backbone {name!r}: expected one of {list_backbones()}, 'timm:<timm model name>' or 'twin:<twin model dir>'")
     return _REGISTRY[name](pretrained=pretrained, download=download).eval_()
 
 # %% ../nbs/01_backbones.ipynb #1455fa18

@@ -35,7 +35,7 @@ def _number(kind, lo=None, hi=None, lo_open: bool = False, hi_open: bool = False
 METHOD_OPTIONS = dict(k=int, head=str, twin=str, epochs=int, ensemble=int, score=str, coreset=float, dim=int, num_neighbors=int,
                       search=str, loo_images=int, d=int, eps=float, k_map=int, map_layer=str, lr=float, coupling_layers=int,
                       anomalies=str, beta=float, tau=float, lam=float, n_pseudo=int, ae_size=int, latent=int, loss=str, color=str,
-                      augment=str)
+                      augment=str, distill=float, lr_mult=float)
 
 def _data_args(p):
     p.add_argument('--data', help='dataset: MVTec AD root (with --category), category folder, good/+defect folders, or split CSV; default: the embedded bottle sample')
@@ -43,7 +43,7 @@ def _data_args(p):
 
 def _fit_args(p):
     p.add_argument('--method', default='knn', help='anomaly detection method (default: knn)')
-    p.add_argument('--backbone', default='mobilenet_v2', help='feature backbone (default: mobilenet_v2)')
+    p.add_argument('--backbone', default='mobilenet_v2', help='feature backbone (default: mobilenet_v2); twin:MODEL_DIR: the body fine-tuned by a saved twin model (fit --method twin), for any other method')
     p.add_argument('--geometry', default='fit', choices=GEOMETRIES, help='fit: whole image, aspect ratio kept (default); squash: whole image to a square; crop: short side to SIZE, centre CROP (published protocol)')
     p.add_argument('--size', type=_number(int, 32), help='input short side (fit), side (squash) or short side before cropping (crop); default 256, or the images\' own with --tile')
     p.add_argument('--crop', type=_number(int, 1), help='centre-crop side, with --geometry crop only (default 224)')
@@ -53,7 +53,9 @@ def _fit_args(p):
     p.add_argument('--frr', type=_number(float, 0, 1, hi_open=True), default=0.01, help='share of good images the default threshold may reject (default 0.01)')
     p.add_argument('--k', type=_number(int, 1), help='nearest neighbours averaged in the image score (knn, twin)')
     p.add_argument('--head', help='metric-learning head (twin): softmax, l2softmax, arcface, cosface, sphereface, center')
-    p.add_argument('--twin', help='anomaly-twin generators (twin), comma-separated: line, blob, defect_on_blob, scar, cutpaste, perlin, randaugment')
+    p.add_argument('--twin', help='anomaly-twin generators (twin), comma-separated: line, blob, defect_on_blob, scar, cutpaste, perlin, randaugment, crack, realistic (a mix that looks like real defects)')
+    p.add_argument('--distill', type=_number(float, 0), help='weight of the distance to the untuned features while fine-tuning, against forgetting (twin, default 0)')
+    p.add_argument('--lr-mult', dest='lr_mult', type=_number(float, 1), help='the body learns at lr / LR_MULT (twin, default 100)')
     p.add_argument('--epochs', type=_number(int, 0), help='training epochs (twin: with the body unfrozen; flow, autoencoder)')
     p.add_argument('--ensemble', type=_number(int, 1), help='models in the ensemble, seeds seed..seed+N-1 (twin)')
     p.add_argument('--score', help='embedding scorer (twin): knn, lof, mahalanobis')

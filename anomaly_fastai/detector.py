@@ -14,7 +14,7 @@ from . import __version__
 from PIL import Image
 from .data import AnomalyDataset, DataError, Preprocess, Sample, image_size, to_tensor, train_dls, _open
 from .runtime import ImageError, eval_size, output_name
-from .backbones import get_backbone, extract_features
+from .backbones import Backbone, get_backbone, extract_features, tuned_backbone
 from .scoring import KNNScorer, NearestNeighbours, Scorer, threshold_at_frr
 from .metrics import MinMax, best_threshold, evaluate, save_heatmap
 
@@ -54,10 +54,10 @@ def frr_rule(good, threshold: float, frr: float) -> dict:
 class Detector:
     "Base class of every method: fit on good images, score and localise anomalies, save and load."
     method = ''
-    def __init__(self, backbone: str = 'mobilenet_v2', pre: Optional[Preprocess] = None, pretrained: bool = True,
+    def __init__(self, backbone: str | Backbone = 'mobilenet_v2', pre: Optional[Preprocess] = None, pretrained: bool = True,
                  seed: int = 42, frr: float = 0.01, device=None, **params):
         if not 0 <= frr < 1: raise ValueError(f'frr must be in [0, 1), got {frr}')
-        self.backbone_name, self.pre, self.pretrained = backbone, pre or Preprocess(), pretrained
+        self.backbone_name, self.pre, self.pretrained = getattr(backbone, 'name', backbone), pre or Preprocess(), pretrained
         self.seed, self.frr, self.params = seed, frr, params
         self.device = torch.device(device) if device is not None else default_device()
         self.threshold, self.norm, self.train_paths, self.fit_seconds = None, None, [], None
@@ -110,6 +110,11 @@ class Detector:
         "The method as results tables name it."
         return self.method
 
+    def tuned_features(self) -> Optional[Backbone]:
+        "The fine-tuned backbone this method runs on (saved inside its model), or None for packaged pretrained weights."
+        bb = getattr(self, 'backbone', None)
+        return bb if getattr(bb, 'tuned_from', None) else None
+
     def images_per_batch(self, bs: int) -> int:
         "Whole images to preprocess at once so that a batch holds about `bs` model inputs (a tiled method makes several per image)."
         return bs
@@ -151,10 +156,11 @@ class Detector:
 FITTED_WITH = ('method', 'backbone', 'pretrained', 'preprocess', 'params')  # config.json entries the state depends on
 REQUIRED_KEYS = ('method', 'backbone', 'preprocess', 'params', 'threshold', 'norm', 'train_paths')
 
-def _to_cpu(o):
-    if isinstance(o, torch.Tensor): return o.detach().cpu()
-    if isinstance(o, dict): return {k: _to_cpu(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)): return type(o)(_to_cpu(v) for v in o)
+def _to(o, device):
+    "The tensors of a (nested) state, detached and on `device`."
+    if isinstance(o, torch.Tensor): return o.detach().to(device)
+    if isinstance(o, dict): return {k: _to(v, device) for k, v in o.items()}
+    if isinstance(o, (list, tuple)): return type(o)(_to(v, device) for v in o)
     return o
 
 def _shapes(o, name: str = '') -> dict:
@@ -182,7 +188,9 @@ def save_detector(det: Detector, path, force: bool = False) -> Path:
         if not (path/'config.json').is_file():
             raise FileExistsError(f'{path}: expected a model directory written by anomaly-fastai (with config.json) to replace, '
                                   'found other files; refusing to delete them: choose another directory')
-    cfg, state = det.config(), _to_cpu(det._state())
+    cfg, state = det.config(), _to(det._state(), 'cpu')
+    if (bb := det.tuned_features()) is not None:  # the model must not depend on the folder its features came from
+        state['features'] = dict(tuned_from=bb.tuned_from, state=_to(bb.model.state_dict(), 'cpu'))
     try: json.dumps(cfg, allow_nan=False)
     except ValueError: raise ValueError(f'{path}: cannot save a model whose configuration holds a value that is not a finite number '
                                         f'(threshold {det.threshold}, norm {cfg["norm"]})') from None
@@ -265,14 +273,19 @@ def load_detector(path, device=None) -> Detector:
     _check_fingerprint(cfg, cfg_file, state_file)
     try: pre = Preprocess.from_dict(cfg['preprocess'])
     except (TypeError, ValueError) as e: raise ValueError(f'{cfg_file}: preprocess {cfg["preprocess"]!r} is not a valid geometry ({e})') from None
-    det = DETECTORS[cfg['method']](backbone=cfg['backbone'], pre=pre, pretrained=cfg.get('pretrained', True),
+    try: state = torch.load(state_file, map_location='cpu', weights_only=True)
+    except Exception as e:
+        raise ValueError(f'{state_file}: expected the PyTorch state written by anomaly-fastai fit, cannot read it ({type(e).__name__}: {e})') from None
+    backbone = cfg['backbone']
+    if isinstance(state, dict) and 'features' in state:  # fine-tuned features travel inside the model
+        try: backbone = tuned_backbone(backbone, state['features']['tuned_from'], state['features']['state'])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise ValueError(f'{state_file}: its fine-tuned features do not fit the backbone of {cfg_file.name} ({type(e).__name__}: {e}); expected the state saved with it') from None
+    det = DETECTORS[cfg['method']](backbone=backbone, pre=pre, pretrained=cfg.get('pretrained', True),
                                    seed=cfg.get('seed', 42), frr=cfg.get('frr', 0.01), device=device, **cfg['params'])
     det.threshold, det.norm, det.train_paths, det.fit_seconds = cfg['threshold'], MinMax.from_dict(cfg['norm']), cfg['train_paths'], cfg.get('fit_seconds')
     det.calibration, det.threshold_rule = cfg.get('calibration'), cfg.get('threshold_rule')
-    try: state = torch.load(state_file, map_location=det.device, weights_only=True)
-    except Exception as e:
-        raise ValueError(f'{state_file}: expected the PyTorch state written by anomaly-fastai fit, cannot read it ({type(e).__name__}: {e})') from None
-    try: det._load_state(state)
+    try: det._load_state(_to(state, det.device))
     except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as e:
         raise ValueError(f'{state_file}: does not fit the {cfg["method"]} model of {cfg_file.name} ({type(e).__name__}: {e}); expected the state saved with it') from None
     return det

@@ -14,18 +14,19 @@ from fastai.data.core import Datasets
 from fastai.data.transforms import RandomSplitter, Categorize, get_c
 from fastai.losses import CrossEntropyLossFlat
 from fastai.learner import Learner
+from fastai.callback.core import Callback
 from fastai.metrics import accuracy
 import fastai.callback.schedule  # adds Learner.fit_one_cycle
 from .data import AnomalyDataset, Preprocess
-from .backbones import Backbone, get_backbone
+from .backbones import Backbone, FeatureExtractor, get_backbone
 from .twin import twin_dls
 from .metrics import image_auroc
 from .scoring import KNNScorer
 
 # %% auto #0
 __all__ = ['HEADS', 'MetricModel', 'L2Softmax', 'CosineHead', 'ClassLoss', 'MarginLoss', 'ArcFace', 'CosFace', 'SphereFace',
-           'CenterHead', 'CenterLoss', 'get_head', 'metric_splitter', 'metric_learner', 'fit_metric', 'embeddings',
-           'exp_multiclass', 'exp_binary_defect', 'exp_twin']
+           'CenterHead', 'CenterLoss', 'get_head', 'metric_splitter', 'metric_learner', 'fit_metric', 'FeatureDistill',
+           'embeddings', 'exp_multiclass', 'exp_binary_defect', 'exp_twin']
 
 # %% ../nbs/04_heads.ipynb #54af4865
 class MetricModel(nn.Module):
@@ -178,15 +179,39 @@ def metric_learner(dls, backbone: str | Backbone = 'mobilenet_v2', head: str = '
 
 # %% ../nbs/04_heads.ipynb #523fb710
 def fit_metric(learn: Learner, epochs_frozen: int = 1, epochs_unfrozen: int = 5, lr: float = 1e-3,
-               lr_mult: float = 100) -> Learner:
-    "Fit the head with the body frozen for `epochs_frozen`, then the whole model for `epochs_unfrozen` (body lr `lr/lr_mult`)."
+               lr_mult: float = 100, cbs=None) -> Learner:
+    "Fit the head with the body frozen for `epochs_frozen`, then the whole model for `epochs_unfrozen` (body lr `lr/lr_mult`), with callbacks `cbs` in both."
     if epochs_frozen:
         learn.freeze()
-        learn.fit_one_cycle(epochs_frozen, lr)
+        learn.fit_one_cycle(epochs_frozen, lr, cbs=cbs)
     if epochs_unfrozen:
         learn.unfreeze()
-        learn.fit_one_cycle(epochs_unfrozen, lr_max=slice(lr / lr_mult, lr))
+        learn.fit_one_cycle(epochs_unfrozen, lr_max=slice(lr / lr_mult, lr), cbs=cbs)
     return learn
+
+# %% ../nbs/04_heads.ipynb #66f38a23
+class FeatureDistill(Callback):
+    "Add `w` x the mean cosine distance between the body's maps at `layers` and those of `teacher` (the untuned `Backbone`, frozen) to the training loss."
+    def __init__(self, teacher: Backbone, w: float = 1., layers=('stride8', 'stride16', 'body')):
+        self.teacher, self.w = teacher, w
+        self.names = [teacher.layers.get(l, l) for l in layers]
+
+    def before_fit(self):
+        self.teacher.model.to(self.dls.device).eval().requires_grad_(False)
+        modules, self.maps = dict(self.learn.model.body.named_modules()), {}
+        self.hooks = [modules[n].register_forward_hook(partial(self._keep, n)) for n in self.names]
+
+    def _keep(self, name, module, inp, out): self.maps[name] = out
+
+    def after_loss(self):
+        if not self.training: return
+        with torch.no_grad(), FeatureExtractor(self.teacher.model, self.names) as fe: target = fe(self.xb[0])
+        self.distance = sum((1 - F.cosine_similarity(self.maps[n].float(), target[n].float(), dim=1)).mean() for n in self.names) / len(self.names)
+        self.learn.loss_grad = self.learn.loss_grad + self.w * self.distance
+
+    def after_fit(self):
+        for h in self.hooks: h.remove()
+        self.maps = {}
 
 # %% ../nbs/04_heads.ipynb #71d57d62
 @torch.inference_mode()

@@ -72,6 +72,7 @@ class TiledDetector(Detector):
     def label(self) -> str: return f'{self.inner.method}, {self.tile} px tiles'
 
     def images_per_batch(self, bs: int) -> int: return max(1, bs // len(self.grid))
+    def tuned_features(self): return self.inner.tuned_features()
 
     def _fit(self, ds, bs, progress):
         H, W = self.pre.input_size

@@ -4,9 +4,9 @@
 
 # %% ../nbs/03_twin.ipynb #ea6da3f8
 from __future__ import annotations
-import math
+import copy, math
 import numpy as np, torch
-from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
+from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 from fastcore.basics import store_attr, basic_repr
@@ -19,8 +19,8 @@ from .data import Preprocess, to_tensor
 
 # %% auto #0
 __all__ = ['RAND_OPS', 'TWINS', 'foreground_mask', 'TwinGenerator', 'paste_on_foreground', 'RandomLine', 'Blob', 'DefectOnBlob',
-           'colour_jitter', 'CutPaste', 'Scar', 'perlin_noise', 'PerlinTexture', 'RandAugmentPaste', 'Mixed',
-           'get_twin', 'AnomalyTwinDataset', 'TwinDL', 'twin_dls']
+           'Crack', 'colour_jitter', 'CutPaste', 'Scar', 'perlin_noise', 'PerlinTexture', 'soft_alpha',
+           'RandAugmentPaste', 'Mixed', 'realistic', 'get_twin', 'AnomalyTwinDataset', 'TwinDL', 'twin_dls']
 
 # %% ../nbs/03_twin.ipynb #271b8fdb
 def foreground_mask(img: Image.Image, min_frac: float = 0.05, max_frac: float = 0.95) -> np.ndarray:
@@ -45,6 +45,10 @@ class TwinGenerator:
     def draw(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
         "Draw the defect on the RGB image `img` (a copy, may be changed in place) and return it."
         raise NotImplementedError
+
+    def bind(self, other_image) -> TwinGenerator:
+        "This generator for a set of good images: `other_image(rng)` returns a random one of them (RGB PIL at the input geometry); most generators need none."
+        return self
 
 # %% ../nbs/03_twin.ipynb #afd8fb1a
 def _scale(img: Image.Image) -> float: return min(img.size) / 224
@@ -136,6 +140,36 @@ class DefectOnBlob(TwinGenerator):
         img.paste(_colour(rng), mask=mask)
         return img
 
+# %% ../nbs/03_twin.ipynb #62f7f3d5
+class Crack(TwinGenerator):
+    "A thin crack or scratch: a random walk of `steps` steps of `step` px, `width` px wide (at 224 px), branching with probability `p_branch`, that darkens the image to `contrast` of its brightness (or brightens it, with probability `p_bright`)."
+    def __init__(self, steps=(6, 16), step=(3, 7), width=(1, 3), contrast=(0.2, 0.6), p_bright: float = 0.3, p_branch: float = 0.5):
+        store_attr()
+    __repr__ = basic_repr('steps,step,width,contrast,p_bright,p_branch')
+
+    def _walk(self, x, y, n, s, rng) -> list[tuple[float, float]]:
+        ang, pts = _uniform(rng, (0, 2 * np.pi)), [(x, y)]
+        for _ in range(n):
+            ang += rng.normal(0, 0.35)  # a gentle random turn per step
+            d = _uniform(rng, self.step, s)
+            x, y = x + d * math.cos(ang), y + d * math.sin(ang)
+            pts.append((x, y))
+        return pts
+
+    def draw(self, img, rng):
+        s, fg = _scale(img), foreground_mask(img)
+        layer = Image.new('L', img.size, 0)
+        d, width = ImageDraw.Draw(layer), max(1, round(_uniform(rng, self.width, s)))
+        pts = self._walk(*_fg_point(fg, rng), int(rng.integers(self.steps[0], self.steps[1] + 1)), s, rng)
+        d.line(pts, fill=255, width=width, joint='curve')
+        if rng.random() < self.p_branch:
+            start = pts[int(rng.integers(len(pts)))]
+            d.line(self._walk(*start, max(2, len(pts) // 2), s, rng), fill=255, width=max(1, width - 1), joint='curve')
+        alpha = np.asarray(layer.filter(ImageFilter.GaussianBlur(0.5 * s)), np.float32)[..., None] / 255 * fg[..., None]
+        a, f = np.asarray(img, np.float32), _uniform(rng, self.contrast)
+        target = 255 - (255 - a) * f if rng.random() < self.p_bright else a * f
+        return Image.fromarray((a * (1 - alpha) + target * alpha).clip(0, 255).round().astype(np.uint8))
+
 # %% ../nbs/03_twin.ipynb #d809c303
 def colour_jitter(img: Image.Image, rng, amount: float = 0.1) -> Image.Image:
     "Randomly change brightness, contrast and saturation by up to `amount` (relative) and hue by up to `amount` of a turn."
@@ -188,10 +222,10 @@ def perlin_noise(shape: tuple[int, int], res: tuple[int, int], rng) -> np.ndarra
 
 # %% ../nbs/03_twin.ipynb #c29c56cf
 class PerlinTexture(TwinGenerator):
-    "A Perlin-noise region of `area` (share of the image, on the object, on a lattice of 2**`scale` cells, drawn per axis) filled with `fills` ('image', 'noise', 'colour') at `opacity`."
+    "A Perlin-noise region of `area` (share of the image, on the object, on a lattice of 2**`scale` cells, drawn per axis) filled with `fills` ('image', 'noise', 'colour', 'shade') at `opacity`."
     def __init__(self, area=(0.01, 0.1), scale=(1, 4), opacity=(0.5, 1.0), fills=('image', 'noise', 'colour')):
-        bad = set(fills) - {'image', 'noise', 'colour'}
-        if bad or not fills: raise ValueError(f"fills: expected some of 'image', 'noise', 'colour', got {fills!r}")
+        bad = set(fills) - {'image', 'noise', 'colour', 'shade'}
+        if bad or not fills: raise ValueError(f"fills: expected some of 'image', 'noise', 'colour', 'shade', got {fills!r}")
         store_attr()
     __repr__ = basic_repr('area,scale,opacity,fills')
 
@@ -204,6 +238,8 @@ class PerlinTexture(TwinGenerator):
             noise = ndimage.gaussian_filter(rng.normal(0, 1, a.shape[:2]), _uniform(rng, (0.5, 3)))
             noise = noise / (noise.std() + 1e-8)
             return np.array(_colour(rng), np.float32) + _uniform(rng, (10, 50)) * noise[..., None]
+        if kind == 'shade':  # the image darker or brighter, all channels alike: stains, uneven surfaces, wear
+            return a * (_uniform(rng, (0.4, 0.8)) if rng.random() < 0.6 else _uniform(rng, (1.25, 1.8)))
         return a + rng.choice([-1, 1], 3) * rng.uniform(40, 100, 3)  # 'colour': the image, colours shifted
 
     def draw(self, img, rng):
@@ -253,14 +289,33 @@ RAND_OPS = {
     'blur': _rgb(lambda p, rng: p.filter(ImageFilter.GaussianBlur(_uniform(rng, (0.5, 2.))))),
 }
 
+def soft_alpha(size: tuple[int, int], rng, feather: float = 0.15) -> Image.Image:
+    "An 'L' mask of `size` (w, h): an irregular blob filling it, its edge blurred over `feather` of the shorter side."
+    w, h = size
+    m = Image.new('L', size, 0)
+    poly = _blob_polygon(w / 2, h / 2, 1., rng)  # unit radius, stretched to the box
+    ImageDraw.Draw(m).polygon([(w / 2 + (x - w / 2) * w * 0.4, h / 2 + (y - h / 2) * h * 0.4) for x, y in poly], fill=255)
+    return m.filter(ImageFilter.GaussianBlur(feather * min(w, h)))
+
 class RandAugmentPaste(TwinGenerator):
-    "A rectangle of the image (share `area`, aspect in `aspect`) changed by `n_ops` random operations of `RAND_OPS`, pasted on the object."
-    def __init__(self, area=(0.02, 0.1), aspect=(0.3, 3.3), n_ops: int = 3, ops=tuple(RAND_OPS)): store_attr()
-    __repr__ = basic_repr('area,aspect,n_ops,ops')
+    "A rectangle (share `area`, aspect in `aspect`) of the image, or of another good image when `foreign` and bound, changed by `n_ops` random operations of `RAND_OPS`, pasted on the object (with a `soft` blob-shaped mask: BGAD's pseudo anomalies)."
+    def __init__(self, area=(0.02, 0.1), aspect=(0.3, 3.3), n_ops: int = 3, ops=tuple(RAND_OPS), soft: bool = False,
+                 foreign: bool = False):
+        store_attr()
+        self.other_image = None
+    __repr__ = basic_repr('area,aspect,n_ops,ops,soft,foreign')
+
+    def bind(self, other_image):
+        if not self.foreign: return self
+        g = copy.copy(self)
+        g.other_image = other_image
+        return g
 
     def draw(self, img, rng):
-        patch = _random_crop(img, *_rect_size(img, self.area, self.aspect, rng), rng).convert('RGBA')
+        src = self.other_image(rng) if self.other_image is not None else img
+        patch = _random_crop(src, *_rect_size(img, self.area, self.aspect, rng), rng).convert('RGBA')
         for name in rng.choice(self.ops, self.n_ops, replace=False): patch = RAND_OPS[name](patch, rng)
+        if self.soft: patch.putalpha(ImageChops.multiply(patch.getchannel('A'), soft_alpha(patch.size, rng)))
         return paste_on_foreground(img, patch, rng)
 
 # %% ../nbs/03_twin.ipynb #be860b0e
@@ -273,10 +328,15 @@ class Mixed(TwinGenerator):
     def __repr__(self): return f"Mixed([{', '.join(map(repr, self.generators))}])"
 
     def draw(self, img, rng): return self.generators[rng.choice(len(self.generators), p=self.p)](img, rng)
+    def bind(self, other_image): return Mixed([g.bind(other_image) for g in self.generators], self.p)
 
 # %% ../nbs/03_twin.ipynb #cd692b6d
+def realistic() -> Mixed:
+    "Twins that look like real defects: other good images' patches with soft masks, texture and shade regions, cracks."
+    return Mixed([RandAugmentPaste(soft=True, foreign=True), PerlinTexture(fills=('image', 'shade')), Crack()])
+
 TWINS = {'line': RandomLine, 'blob': Blob, 'defect_on_blob': DefectOnBlob, 'scar': Scar, 'cutpaste': CutPaste,
-         'perlin': PerlinTexture, 'randaugment': RandAugmentPaste}
+         'perlin': PerlinTexture, 'randaugment': RandAugmentPaste, 'crack': Crack, 'realistic': realistic}
 
 def get_twin(spec) -> TwinGenerator:
     "The generator for `spec`: a name of `TWINS`, several names separated by commas (a `Mixed` of them), or a generator (returned as is)."
@@ -294,7 +354,8 @@ class AnomalyTwinDataset(torch.utils.data.Dataset):
     c = 2
     def __init__(self, items, pre: Preprocess | None = None, twin='line', seed: int = 0, redraw: bool = True, split_idx: int | None = None):
         self.paths = [getattr(o, 'path', o) for o in items]
-        self.pre, self.twin = pre or Preprocess(), get_twin(twin)
+        self.pre = pre or Preprocess()
+        self.twin = get_twin(twin).bind(self.other_image)
         self.seed, self.redraw, self.split_idx, self.epoch = seed, redraw, split_idx, 0
 
     def __len__(self): return 2 * len(self.paths)
@@ -304,6 +365,10 @@ class AnomalyTwinDataset(torch.utils.data.Dataset):
         img = self.pre.pil(self.paths[src])
         if is_twin: img = self.twin(img, self.rng(src))
         return TensorImage(to_tensor(img)), TensorCategory(is_twin)
+
+    def other_image(self, rng) -> Image.Image:
+        "A random good image of this dataset (as the model sees it), for generators that paste from other images."
+        return self.pre.pil(self.paths[rng.integers(len(self.paths))])
 
     def rng(self, src: int) -> np.random.Generator:
         "The random generator for the twin of image `src` in the current epoch."

@@ -6,17 +6,17 @@
 from __future__ import annotations
 import torch
 from fastai.torch_core import set_seed
-from .backbones import get_backbone
+from .backbones import Backbone, get_backbone, tuned_backbone
 from .data import train_dls
 from .twin import twin_dls
-from .heads import MetricModel, get_head, metric_learner, fit_metric
+from .heads import FeatureDistill, MetricModel, get_head, metric_learner, fit_metric
 from .scoring import NearestNeighbours, Scorer, get_scorer
 from .metrics import MinMax
 from .gradcam import gradcam
-from .detector import Detector, register
+from .detector import Detector, load_detector, register
 
 # %% auto #0
-__all__ = ['TwinDetector']
+__all__ = ['TwinDetector', 'twin_features']
 
 # %% ../nbs/08_twin_detector.ipynb #6f8976cd
 @register
@@ -24,11 +24,15 @@ class TwinDetector(Detector):
     "Anomaly twin + metric learning: a CNN trained on good images vs their synthetic twins, scored by embedding distance."
     method = 'twin'
     def __init__(self, backbone='mobilenet_v2', pre=None, head: str = 'arcface', twin: str = 'line', epochs: int = 5,
-                 epochs_frozen: int = 1, lr: float = 1e-3, bs: int = 16, ensemble: int = 1, score: str = 'knn',
-                 k: int = 1, num_workers: int = 0, **kw):
-        super().__init__(backbone, pre, head=head, twin=twin, epochs=epochs, epochs_frozen=epochs_frozen, lr=lr, bs=bs,
-                         ensemble=ensemble, score=score, k=k, num_workers=num_workers, **kw)
+                 epochs_frozen: int = 1, lr: float = 1e-3, lr_mult: float = 100, distill: float = 0., bs: int = 16,
+                 ensemble: int = 1, score: str = 'knn', k: int = 1, num_workers: int = 0, **kw):
+        if str(getattr(backbone, 'name', backbone)).startswith('twin:'):
+            raise ValueError(f'backbone {getattr(backbone, "name", backbone)!r}: a twin model fine-tunes a pretrained backbone; expected one of get_backbone\'s names, not the features of another twin model')
+        super().__init__(backbone, pre, head=head, twin=twin, epochs=epochs, epochs_frozen=epochs_frozen, lr=lr, lr_mult=lr_mult,
+                         distill=distill, bs=bs, ensemble=ensemble, score=score, k=k, num_workers=num_workers, **kw)
         if ensemble < 1: raise ValueError(f'ensemble must be at least 1, got {ensemble}')
+        if lr_mult < 1 or distill < 0: raise ValueError(f'lr_mult must be >= 1 and distill >= 0, got {lr_mult} and {distill}')
+        if distill and not self.pretrained: raise ValueError('distill keeps the pretrained features, and pretrained=False has none: expected distill=0')
         get_scorer(score)  # fail early on an unknown scorer name
         self.models, self.scorers, self.norms = [], [], []
 
@@ -46,9 +50,12 @@ class TwinDetector(Detector):
                        num_workers=p['num_workers'], device=self.device)
         learn = metric_learner(dls, self.backbone_name, p['head'], pretrained=self.pretrained)
         frozen = p['epochs_frozen'] if self.pretrained else 0  # a random body gains nothing from a frozen phase
-        if progress: fit_metric(learn, frozen, p['epochs'], p['lr'])
+        # the untuned pretrained body is the distillation target
+        cbs = [FeatureDistill(get_backbone(self.backbone_name, pretrained=self.pretrained), p['distill'])] if p.get('distill') else None
+        fit = lambda: fit_metric(learn, frozen, p['epochs'], p['lr'], p.get('lr_mult', 100), cbs)
+        if progress: fit()
         else:
-            with learn.no_bar(), learn.no_logging(): fit_metric(learn, frozen, p['epochs'], p['lr'])
+            with learn.no_bar(), learn.no_logging(): fit()
         return learn.model.eval()
 
     def _fit(self, ds, bs, progress):
@@ -99,3 +106,11 @@ class TwinDetector(Detector):
         self.norms = [MinMax(*n.tolist()) for n in st['norms']]
         self._nearest = NearestNeighbours('cosine').fit(self.scorers[0].train_emb.to(self.device))
         self.map_range = tuple(st['map_range'].tolist())
+
+# %% ../nbs/08_twin_detector.ipynb #9cf04c68
+def twin_features(model_dir) -> Backbone:
+    "The body fine-tuned by the twin model saved in `model_dir` (its first ensemble member) as a `Backbone` named `'twin:<model_dir>'`, for any other method."
+    det = load_detector(model_dir, device='cpu')
+    if not isinstance(det, TwinDetector):
+        raise ValueError(f'{model_dir}: expected a twin model (anomaly-fastai fit --method twin), found a {det.method} model')
+    return tuned_backbone(f'twin:{model_dir}', det.backbone_name, det.models[0].body.state_dict())

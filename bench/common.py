@@ -6,6 +6,7 @@ from anomaly_fastai.data import load_dataset
 from anomaly_fastai.metrics import ResultsTable
 
 DATASETS = {'bottle': ('mvtec_ad', 'bottle'), 'magnetic_tile': ('magnetic_tile/split.csv', None)}
+MIXED = 'line,blob,defect_on_blob,scar,cutpaste,perlin,randaugment'  # the 'mixed' twins of the results tables: every generator before `crack` and `realistic`
 
 def bench_parser(doc: str, out: str) -> argparse.ArgumentParser:
     "A parser with the options every benchmark takes: --data --out --datasets --backbones --seed."

@@ -13,8 +13,7 @@ from pathlib import Path
 from anomaly_fastai.data import load_dataset, Preprocess
 from anomaly_fastai.heads import exp_multiclass, exp_binary_defect, exp_twin
 from anomaly_fastai.metrics import ResultsTable
-from anomaly_fastai.twin import TWINS
-from common import device_name
+from common import MIXED, device_name
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -34,7 +33,7 @@ def main():
         table.to_csv(Path(a.out).with_suffix('.csv')); table.to_markdown(Path(a.out).with_suffix('.md'))
     for row in exp_multiclass([ds, other], **kw): add(row)
     for t in ds.defect_types: add(exp_binary_defect(ds, t, **kw))
-    for name, twin in (('line', 'line'), ('mixed', ','.join(TWINS))): add(exp_twin(ds, twin, **kw) | dict(setup=f'twin-{name}'))
+    for name, twin in (('line', 'line'), ('mixed', MIXED)): add(exp_twin(ds, twin, **kw) | dict(setup=f'twin-{name}'))
     print(table)
 
 if __name__ == '__main__': main()

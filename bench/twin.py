@@ -11,11 +11,10 @@ from anomaly_fastai.data import Preprocess
 from anomaly_fastai.detector import evaluate_detector
 from anomaly_fastai.heads import HEADS
 from anomaly_fastai.metrics import ResultsTable
-from anomaly_fastai.twin import TWINS
 from anomaly_fastai.twin_detector import TwinDetector
-from common import bench_datasets, bench_parser, device_name
+from common import MIXED, bench_datasets, bench_parser, device_name
 
-TWIN_SETS = {'line': 'line', 'mixed': ','.join(TWINS)}
+TWIN_SETS = {'line': 'line', 'mixed': MIXED}
 
 def main():
     ap = bench_parser(__doc__, 'bench/results/twin')

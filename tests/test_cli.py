@@ -120,3 +120,23 @@ def test_flow_with_labelled_defects(tmp_path):
     assert '22 test' in r.stdout, r.stdout  # the sample's 25 test images less the 3 trained on (one per defect type)
     r = run('fit', '--method', 'knn', '--defects', '1', '--out', tmp_path/'m2', ok=False)
     assert r.returncode == 2 and '--defects and --unseen-types apply to --method flow only' in r.stderr
+
+def test_twin_features_under_patchcore(tmp_path):
+    "--backbone twin:DIR: PatchCore on the body a twin model fine-tuned; the model keeps working, and exports, after the twin is gone."
+    run('fit', '--method', 'twin', '--twin', 'realistic', '--distill', '1', '--lr-mult', '10', '--epochs', '1', '--size', '128',
+        '--out', tmp_path/'twin')
+    r = run('fit', '--method', 'patchcore', '--backbone', f'twin:{tmp_path/"twin"}', '--size', '128', '--out', tmp_path/'pc')
+    assert f'twin:{tmp_path/"twin"}' in r.stdout
+    shutil.rmtree(tmp_path/'twin')   # the tuned weights live inside the patchcore model
+    run('test', '--model', tmp_path/'pc', '--out', tmp_path/'t', '--heatmaps', '0')
+    row = next(csv.DictReader(open(tmp_path/'t'/'results.csv')))
+    assert row['method'] == 'patchcore' and row['backbone'] == f'twin:{tmp_path/"twin"}' and 0.5 <= float(row['image_auroc']) <= 1
+    run('export', '--model', tmp_path/'pc', '--out', tmp_path/'pc.onnx')
+    imgs = sample_path()/'bottle'/'test'/'broken_small'
+    run('predict', '--model', tmp_path/'pc', '--out', tmp_path/'lib', '--no-heatmaps', imgs)
+    run('predict', '--model', tmp_path/'pc.onnx', '--out', tmp_path/'onnx', '--no-heatmaps', imgs)
+    lib = {r['path']: float(r['score']) for r in csv.DictReader(open(tmp_path/'lib'/'predictions.csv'))}
+    onnx = {r['path']: float(r['score']) for r in csv.DictReader(open(tmp_path/'onnx'/'predictions.csv'))}
+    assert lib.keys() == onnx.keys() and all(abs(s - onnx[p]) <= 1e-4 * max(1, abs(s)) for p, s in lib.items())
+    r = run('fit', '--method', 'knn', '--backbone', f'twin:{tmp_path/"twin"}', '--out', tmp_path/'m2', ok=False)
+    assert r.returncode == 2 and 'does not exist' in r.stderr and 'Traceback' not in r.stderr
