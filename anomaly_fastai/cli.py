@@ -35,7 +35,7 @@ def _number(kind, lo=None, hi=None, lo_open: bool = False, hi_open: bool = False
 METHOD_OPTIONS = dict(k=int, head=str, twin=str, epochs=int, ensemble=int, score=str, coreset=float, dim=int, num_neighbors=int,
                       search=str, loo_images=int, d=int, eps=float, k_map=int, map_layer=str, lr=float, coupling_layers=int,
                       anomalies=str, beta=float, tau=float, lam=float, n_pseudo=int, ae_size=int, latent=int, loss=str, color=str,
-                      augment=str, distill=float, lr_mult=float)
+                      augment=str, distill=float, lr_mult=float, freeze_bn=bool)
 
 def _data_args(p):
     p.add_argument('--data', help='dataset: MVTec AD root (with --category), category folder, good/+defect folders, or split CSV; default: the embedded bottle sample')
@@ -56,6 +56,7 @@ def _fit_args(p):
     p.add_argument('--twin', help='anomaly-twin generators (twin), comma-separated: line, blob, defect_on_blob, scar, cutpaste, perlin, randaugment, crack, realistic (a mix that looks like real defects)')
     p.add_argument('--distill', type=_number(float, 0), help='weight of the distance to the untuned features while fine-tuning, against forgetting (twin, default 0)')
     p.add_argument('--lr-mult', dest='lr_mult', type=_number(float, 1), help='the body learns at lr / LR_MULT (twin, default 100)')
+    p.add_argument('--freeze-bn', dest='freeze_bn', action='store_true', default=None, help='keep the body\'s BatchNorm layers as pretrained while fine-tuning (twin)')
     p.add_argument('--epochs', type=_number(int, 0), help='training epochs (twin: with the body unfrozen; flow, autoencoder)')
     p.add_argument('--ensemble', type=_number(int, 1), help='models in the ensemble, seeds seed..seed+N-1 (twin)')
     p.add_argument('--score', help='embedding scorer (twin): knn, lof, mahalanobis')
@@ -188,7 +189,7 @@ def _make_detector(args):
     if args.method not in DETECTORS: raise ValueError(f'unknown method {args.method!r}; choose one of {sorted(DETECTORS)}')
     params = {k: getattr(args, k) for k in METHOD_OPTIONS if getattr(args, k, None) is not None}
     accepted = inspect.signature(DETECTORS[args.method].__init__).parameters
-    if unknown := [f'--{k}' for k in params if k not in accepted]:
+    if unknown := [f'--{k.replace("_", "-")}' for k in params if k not in accepted]:
         raise ValueError(f'{", ".join(unknown)} does not apply to --method {args.method}')
     if args.crop is not None and args.geometry != 'crop': raise ValueError(f'--crop applies only with --geometry crop (got --geometry {args.geometry})')
     if args.tile is None:

@@ -26,7 +26,7 @@ from .scoring import KNNScorer
 # %% auto #0
 __all__ = ['HEADS', 'MetricModel', 'L2Softmax', 'CosineHead', 'ClassLoss', 'MarginLoss', 'ArcFace', 'CosFace', 'SphereFace',
            'CenterHead', 'CenterLoss', 'get_head', 'metric_splitter', 'metric_learner', 'fit_metric', 'FeatureDistill',
-           'embeddings', 'exp_multiclass', 'exp_binary_defect', 'exp_twin']
+           'FrozenBN', 'embeddings', 'exp_multiclass', 'exp_binary_defect', 'exp_twin']
 
 # %% ../nbs/04_heads.ipynb #54af4865
 class MetricModel(nn.Module):
@@ -212,6 +212,13 @@ class FeatureDistill(Callback):
     def after_fit(self):
         for h in self.hooks: h.remove()
         self.maps = {}
+
+# %% ../nbs/04_heads.ipynb #c7b76ae2
+class FrozenBN(Callback):
+    "Keep the BatchNorm layers of the body as they are: statistics not updated (eval mode), weights not trained."
+    def before_train(self):  # after fastai's own callback has put the model in training mode
+        for m in self.learn.model.body.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm): m.eval().requires_grad_(False)
 
 # %% ../nbs/04_heads.ipynb #71d57d62
 @torch.inference_mode()

@@ -9,7 +9,7 @@ from fastai.torch_core import set_seed
 from .backbones import Backbone, get_backbone, tuned_backbone
 from .data import train_dls
 from .twin import twin_dls
-from .heads import FeatureDistill, MetricModel, get_head, metric_learner, fit_metric
+from .heads import FeatureDistill, FrozenBN, MetricModel, get_head, metric_learner, fit_metric
 from .scoring import NearestNeighbours, Scorer, get_scorer
 from .metrics import MinMax
 from .gradcam import gradcam
@@ -24,12 +24,12 @@ class TwinDetector(Detector):
     "Anomaly twin + metric learning: a CNN trained on good images vs their synthetic twins, scored by embedding distance."
     method = 'twin'
     def __init__(self, backbone='mobilenet_v2', pre=None, head: str = 'arcface', twin: str = 'line', epochs: int = 5,
-                 epochs_frozen: int = 1, lr: float = 1e-3, lr_mult: float = 100, distill: float = 0., bs: int = 16,
+                 epochs_frozen: int = 1, lr: float = 1e-3, lr_mult: float = 100, distill: float = 0., freeze_bn: bool = False, bs: int = 16,
                  ensemble: int = 1, score: str = 'knn', k: int = 1, num_workers: int = 0, **kw):
         if str(getattr(backbone, 'name', backbone)).startswith('twin:'):
             raise ValueError(f'backbone {getattr(backbone, "name", backbone)!r}: a twin model fine-tunes a pretrained backbone; expected one of get_backbone\'s names, not the features of another twin model')
         super().__init__(backbone, pre, head=head, twin=twin, epochs=epochs, epochs_frozen=epochs_frozen, lr=lr, lr_mult=lr_mult,
-                         distill=distill, bs=bs, ensemble=ensemble, score=score, k=k, num_workers=num_workers, **kw)
+                         distill=distill, freeze_bn=freeze_bn, bs=bs, ensemble=ensemble, score=score, k=k, num_workers=num_workers, **kw)
         if ensemble < 1: raise ValueError(f'ensemble must be at least 1, got {ensemble}')
         if lr_mult < 1 or distill < 0: raise ValueError(f'lr_mult must be >= 1 and distill >= 0, got {lr_mult} and {distill}')
         if distill and not self.pretrained: raise ValueError('distill keeps the pretrained features, and pretrained=False has none: expected distill=0')
@@ -51,7 +51,8 @@ class TwinDetector(Detector):
         learn = metric_learner(dls, self.backbone_name, p['head'], pretrained=self.pretrained)
         frozen = p['epochs_frozen'] if self.pretrained else 0  # a random body gains nothing from a frozen phase
         # the untuned pretrained body is the distillation target
-        cbs = [FeatureDistill(get_backbone(self.backbone_name, pretrained=self.pretrained), p['distill'])] if p.get('distill') else None
+        cbs = [FeatureDistill(get_backbone(self.backbone_name, pretrained=self.pretrained), p['distill'])] if p.get('distill') else []
+        if p.get('freeze_bn'): cbs.append(FrozenBN())
         fit = lambda: fit_metric(learn, frozen, p['epochs'], p['lr'], p.get('lr_mult', 100), cbs)
         if progress: fit()
         else:

@@ -18,7 +18,8 @@ from anomaly_fastai.twin_detector import TwinDetector
 from common import MIXED, bench_datasets, bench_parser, device_name, saved_rows
 
 RECIPES = {'mixed': dict(twin=MIXED), 'realistic': dict(twin='realistic'),
-           'realistic+distill': dict(twin='realistic', distill=1.0)}
+           'realistic+distill': dict(twin='realistic', distill=1.0),
+           'realistic+distill+frozen-bn': dict(twin='realistic', distill=1.0, freeze_bn=True)}
 SCORERS = ('knn', 'patchcore')
 
 def main():
@@ -50,7 +51,7 @@ def main():
                     m, _ = evaluate_detector(det, ds, progress=False)
                     if recipe == 'untuned': untuned[scorer] = m['image_auroc']
                     table.add(category=ds.name, backbone=bb_name, features=recipe, scorer=scorer, twin=tw.get('twin', ''),
-                              distill=tw.get('distill', 0.), twin_epochs=f"1+{a.epochs}" if tw else '', image_auroc=m['image_auroc'],
+                              distill=tw.get('distill', 0.), freeze_bn=tw.get('freeze_bn', False), twin_epochs=f"1+{a.epochs}" if tw else '', image_auroc=m['image_auroc'],
                               vs_untuned=m['image_auroc'] - untuned.get(scorer, float('nan')), pixel_auroc=m['pixel_auroc'],
                               pro=m['pro'], twin_fit_s=twin_s, fit_s=det.fit_seconds, images_per_s=m['images_per_s'],
                               input='x'.join(map(str, det.pre.input_size)), device=device)
