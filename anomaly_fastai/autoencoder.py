@@ -4,8 +4,6 @@
 
 # %% ../nbs/16_autoencoder.ipynb #0e39810a
 from __future__ import annotations
-import math
-from typing import Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F

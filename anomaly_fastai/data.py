@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #8dcb3457
 from __future__ import annotations
-import csv, importlib.resources, os, warnings
+import csv, importlib.resources
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Optional
@@ -12,7 +12,6 @@ import numpy as np, torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from fastai.data.core import Datasets, DataLoaders
-from fastai.data.transforms import IndexSplitter
 # image files and input geometry, torch-free, shared with the runtime of exported models: one reading of every pixel
 from .runtime import (GEOMETRIES, IMAGE_EXTS, MAX_PIXELS, MIN_SIDE, Geometry, ImageError, _check_size, _read, _round32,
                                     _to_8bit)

@@ -15,7 +15,7 @@ from PIL import Image
 from .data import AnomalyDataset, DataError, Preprocess, Sample, image_size, to_tensor, train_dls, _open
 from .runtime import ImageError, eval_size, output_name
 from .backbones import Backbone, get_backbone, extract_features, tuned_backbone
-from .scoring import KNNScorer, NearestNeighbours, Scorer, threshold_at_frr
+from .scoring import KNNScorer, NearestNeighbours, threshold_at_frr
 from .metrics import MinMax, best_threshold, evaluate, save_heatmap
 
 # %% auto #0

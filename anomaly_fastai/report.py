@@ -11,7 +11,7 @@ import numpy as np, torch
 from matplotlib.figure import Figure
 from PIL import Image
 from . import __version__
-from .metrics import ResultsTable, _fmt, heatmap_overlay, plot_roc, plot_score_hist
+from .metrics import ResultsTable, heatmap_overlay, plot_roc, plot_score_hist
 from .data import image_size
 from .detector import original_image, score_images
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_runtime.ipynb #69a71a1d
 from __future__ import annotations
-import argparse, csv, json, os, sys, time, warnings
+import argparse, csv, json, os, sys, warnings
 from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError

@@ -51,9 +51,9 @@ class TwinDetector(Detector):
         learn = metric_learner(dls, self.backbone_name, p['head'], pretrained=self.pretrained)
         frozen = p['epochs_frozen'] if self.pretrained else 0  # a random body gains nothing from a frozen phase
         # the untuned pretrained body is the distillation target
-        cbs = [FeatureDistill(get_backbone(self.backbone_name, pretrained=self.pretrained), p['distill'])] if p.get('distill') else []
-        if p.get('freeze_bn'): cbs.append(FrozenBN())
-        fit = lambda: fit_metric(learn, frozen, p['epochs'], p['lr'], p.get('lr_mult', 100), cbs)
+        cbs = [FeatureDistill(get_backbone(self.backbone_name, pretrained=self.pretrained), p['distill'])] if p['distill'] else []
+        if p['freeze_bn']: cbs.append(FrozenBN())
+        fit = lambda: fit_metric(learn, frozen, p['epochs'], p['lr'], p['lr_mult'], cbs)
         if progress: fit()
         else:
             with learn.no_bar(), learn.no_logging(): fit()

@@ -29,8 +29,14 @@ def main():
     ap.add_argument('--epochs', type=int, default=2, help='unfrozen twin epochs (after 1 frozen)')
     ap.add_argument('--bs', type=int, default=16)
     a = ap.parse_args()
-    table, device, work = saved_rows(a.out), device_name(), Path(tempfile.mkdtemp(prefix='twin-features-'))
+    table, device = saved_rows(a.out), device_name()
     done = {(r['category'], r['features'], r['scorer']) for r in table.rows}
+    with tempfile.TemporaryDirectory(prefix='twin-features-') as work:  # the twin models live only as long as the run
+        run(a, table, device, done, Path(work))
+    print(table)
+
+def run(a, table, device, done, work):
+    "Add a row to `table` for each dataset x backbone x recipe x scorer not `done` yet; twin models are saved under `work`."
     for ds in bench_datasets(a.data, a.datasets):
         untuned = {r['scorer']: r['image_auroc'] for r in table.rows if r['category'] == ds.name and r['features'] == 'untuned'}
         for bb_name in a.backbones.split(','):
@@ -59,6 +65,5 @@ def main():
                     print(f'{ds.name} {recipe} {scorer}: image AUROC {m["image_auroc"]:.4f} '
                           f'({m["image_auroc"] - untuned.get(scorer, float("nan")):+.4f}), fit {det.fit_seconds:.0f} s', flush=True)
                     del det
-    print(table)
 
 if __name__ == '__main__': main()
