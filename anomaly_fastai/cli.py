@@ -131,10 +131,8 @@ class PartlyFailed(Exception):
 
 def _methods() -> dict:
     "The registry of methods, with every method module imported (lazily: `--help` needs no torch)."
-    from anomaly_fastai.detector import DETECTORS
-    # register --method twin, patchcore, padim, spade, tiled, flow, autoencoder
-    import anomaly_fastai.twin_detector, anomaly_fastai.patch, anomaly_fastai.tiling, anomaly_fastai.flow, anomaly_fastai.autoencoder
-    return DETECTORS
+    from anomaly_fastai.detector import all_methods
+    return all_methods()
 
 def _check_out(args, resume: bool = False) -> Path:
     "Refuse `--out` if it is a file, or a non-empty folder without --force (or --resume)."

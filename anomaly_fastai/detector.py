@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_detector.ipynb #ff7b93b8
 from __future__ import annotations
-import hashlib, json, math, os, shutil, tempfile, time, warnings
+import hashlib, importlib, json, math, os, shutil, tempfile, time, warnings
 from pathlib import Path
 from typing import Optional
 import numpy as np, torch
@@ -19,9 +19,10 @@ from .scoring import KNNScorer, NearestNeighbours, threshold_at_frr
 from .metrics import MinMax, best_threshold, evaluate, save_heatmap
 
 # %% auto #0
-__all__ = ['DETECTORS', 'FITTED_WITH', 'REQUIRED_KEYS', 'default_device', 'register', 'ThresholdWarning', 'frr_rule', 'Detector',
-           'save_detector', 'load_detector', 'score_images', 'score_dataset', 'evaluate_detector', 'rates_at_threshold',
-           'original_image', 'save_heatmaps', 'gaussian_blur', 'KNNDetector', 'calibrate_threshold']
+__all__ = ['DETECTORS', 'METHOD_MODULES', 'FITTED_WITH', 'REQUIRED_KEYS', 'default_device', 'register', 'all_methods',
+           'ThresholdWarning', 'frr_rule', 'Detector', 'save_detector', 'load_detector', 'score_images',
+           'score_dataset', 'evaluate_detector', 'rates_at_threshold', 'original_image', 'save_heatmaps',
+           'gaussian_blur', 'KNNDetector', 'calibrate_threshold']
 
 # %% ../nbs/07_detector.ipynb #59483e79
 def default_device() -> torch.device:
@@ -34,6 +35,13 @@ def register(cls):
     "Class decorator: make a `Detector` subclass available by its `method` name (CLI, `load_detector`)."
     DETECTORS[cls.method] = cls
     return cls
+
+METHOD_MODULES = ('twin_detector', 'patch', 'tiling', 'flow', 'autoencoder')  # the modules that register the other methods
+
+def all_methods() -> dict:
+    "`DETECTORS` with every method module imported, so that a saved model of any method loads without its module imported first."
+    for m in METHOD_MODULES: importlib.import_module(f'anomaly_fastai.{m}')
+    return DETECTORS
 
 class ThresholdWarning(UserWarning):
     "The default threshold rests on very few good images."
@@ -268,7 +276,7 @@ def load_detector(path, device=None) -> Detector:
     if not path.exists(): raise FileNotFoundError(f'{what}, but this path does not exist')
     if missing := [f.name for f in (cfg_file, state_file) if not f.is_file()]: raise FileNotFoundError(f'{what}; {" and ".join(missing)} missing')
     cfg = _read_config(cfg_file)
-    if cfg.get('method') not in DETECTORS:
+    if cfg.get('method') not in all_methods():
         raise ValueError(f'{cfg_file}: unknown method {cfg.get("method")!r}; this version knows {sorted(DETECTORS)}')
     _check_fingerprint(cfg, cfg_file, state_file)
     try: pre = Preprocess.from_dict(cfg['preprocess'])

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 from .data import AnomalyDataset, Preprocess, Sample
-from .detector import DETECTORS, Detector, register
+from .detector import DETECTORS, Detector, all_methods, register
 
 # %% auto #0
 __all__ = ['tile_starts', 'tile_grid', 'Tile', 'TiledDetector']
@@ -56,7 +56,7 @@ class TiledDetector(Detector):
     method = 'tiled'
     def __init__(self, backbone='mobilenet_v2', pre=None, inner: str = 'knn', tile: int = 256, overlap: float = 0.25,
                  inner_params: dict | None = None, **kw):
-        if inner not in DETECTORS or inner == self.method: raise ValueError(f'inner method must be one of {sorted(set(DETECTORS) - {self.method})}, not {inner!r}')
+        if inner not in all_methods() or inner == self.method: raise ValueError(f'inner method must be one of {sorted(set(DETECTORS) - {self.method})}, not {inner!r}')
         if tile < 32 or tile % 32: raise ValueError(f'tile must be a multiple of 32 pixels, got {tile}')
         if not 0 <= overlap < 1: raise ValueError(f'overlap must be in [0, 1), got {overlap}')
         inner_params = dict(inner_params or {})
