@@ -56,7 +56,8 @@ def _fit_args(p):
     p.add_argument('--twin', help='anomaly-twin generators (twin), comma-separated: line, blob, defect_on_blob, scar, cutpaste, perlin, randaugment, crack, realistic (a mix that looks like real defects)')
     p.add_argument('--distill', type=_number(float, 0), help='weight of the distance to the untuned features while fine-tuning, against forgetting (twin, default 0)')
     p.add_argument('--lr-mult', dest='lr_mult', type=_number(float, 1), help='the body learns at lr / LR_MULT (twin, default 100)')
-    p.add_argument('--freeze-bn', dest='freeze_bn', action='store_true', default=None, help='keep the body\'s BatchNorm layers as pretrained while fine-tuning (twin)')
+    p.add_argument('--freeze-bn', dest='freeze_bn', action=argparse.BooleanOptionalAction, default=None,
+                   help='keep the body\'s BatchNorm layers as pretrained while fine-tuning (twin; default: with a pretrained body)')
     p.add_argument('--epochs', type=_number(int, 0), help='training epochs (twin: with the body unfrozen; flow, autoencoder)')
     p.add_argument('--ensemble', type=_number(int, 1), help='models in the ensemble, seeds seed..seed+N-1 (twin)')
     p.add_argument('--score', help='embedding scorer (twin): knn, lof, mahalanobis')

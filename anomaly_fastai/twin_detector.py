@@ -24,7 +24,7 @@ class TwinDetector(Detector):
     "Anomaly twin + metric learning: a CNN trained on good images vs their synthetic twins, scored by embedding distance."
     method = 'twin'
     def __init__(self, backbone='mobilenet_v2', pre=None, head: str = 'arcface', twin: str = 'line', epochs: int = 5,
-                 epochs_frozen: int = 1, lr: float = 1e-3, lr_mult: float = 100, distill: float = 0., freeze_bn: bool = False, bs: int = 16,
+                 epochs_frozen: int = 1, lr: float = 1e-3, lr_mult: float = 100, distill: float = 0., freeze_bn: bool | None = None, bs: int = 16,
                  ensemble: int = 1, score: str = 'knn', k: int = 1, num_workers: int = 0, **kw):
         if str(getattr(backbone, 'name', backbone)).startswith('twin:'):
             raise ValueError(f'backbone {getattr(backbone, "name", backbone)!r}: a twin model fine-tunes a pretrained backbone; expected one of get_backbone\'s names, not the features of another twin model')
@@ -33,6 +33,7 @@ class TwinDetector(Detector):
         if ensemble < 1: raise ValueError(f'ensemble must be at least 1, got {ensemble}')
         if lr_mult < 1 or distill < 0: raise ValueError(f'lr_mult must be >= 1 and distill >= 0, got {lr_mult} and {distill}')
         if distill and not self.pretrained: raise ValueError('distill keeps the pretrained features, and pretrained=False has none: expected distill=0')
+        if freeze_bn and not self.pretrained: raise ValueError('freeze_bn keeps the pretrained BatchNorm layers, and pretrained=False has none: expected freeze_bn=False or None')
         get_scorer(score)  # fail early on an unknown scorer name
         self.models, self.scorers, self.norms = [], [], []
 
@@ -52,7 +53,8 @@ class TwinDetector(Detector):
         frozen = p['epochs_frozen'] if self.pretrained else 0  # a random body gains nothing from a frozen phase
         # the untuned pretrained body is the distillation target
         cbs = [FeatureDistill(get_backbone(self.backbone_name, pretrained=self.pretrained), p['distill'])] if p['distill'] else []
-        if p['freeze_bn']: cbs.append(FrozenBN())
+        freeze_bn = self.pretrained if p['freeze_bn'] is None else p['freeze_bn']  # None: keep them when there are pretrained ones
+        if freeze_bn: cbs.append(FrozenBN())
         fit = lambda: fit_metric(learn, frozen, p['epochs'], p['lr'], p['lr_mult'], cbs)
         if progress: fit()
         else:

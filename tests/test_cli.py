@@ -1,5 +1,5 @@
 "End-to-end runs of the `anomaly-fastai` console script in a fresh process, as a user types them."
-import csv, shutil, subprocess, sys
+import csv, json, shutil, subprocess, sys
 from pathlib import Path
 import pytest
 from anomaly_fastai.data import sample_path
@@ -59,7 +59,8 @@ def test_user_errors_are_one_line(model, tmp_path, args, expect):
 def test_twin_method_end_to_end(tmp_path):
     "--method twin with its options: a tiny fit (small crops, one epoch), then test and predict in fresh processes."
     run('fit', '--method', 'twin', '--head', 'cosface', '--twin', 'line,cutpaste', '--epochs', '1', '--ensemble', '1',
-        '--score', 'knn', '--size', '128', '--seed', '1', '--out', tmp_path/'m')
+        '--score', 'knn', '--size', '128', '--seed', '1', '--no-freeze-bn', '--out', tmp_path/'m')
+    assert json.load(open(tmp_path/'m'/'config.json'))['params']['freeze_bn'] is False  # BatchNorm left to adapt, as asked
     run('test', '--model', tmp_path/'m', '--out', tmp_path/'t', '--heatmaps', '1')
     row = next(csv.DictReader(open(tmp_path/'t'/'results.csv')))
     assert row['method'] == 'twin' and 0 <= float(row['image_auroc']) <= 1 and row['pixel_auroc']
