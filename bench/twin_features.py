@@ -7,20 +7,30 @@ global k-NN (`knn`: pooled features, cosine 1-NN) and by PatchCore (patch featur
 default geometry (the whole image, aspect kept). The tuned body reaches the scorers exactly as users get it:
 `get_backbone('twin:MODEL_DIR')`. Writes <out>.csv and <out>.md after every row and skips rows already there.
 Columns: image AUROC, its change over the untuned backbone under the same scorer, pixel AUROC, PRO, twin training
-time, scorer fit time, test images/s, device. Fixed seeds; nothing is tuned on the test images.
+time, scorer fit time, test images/s, device, and the image AUROC of each defect type against the good test images. Fixed seeds; nothing is tuned on the test images.
 """
 import tempfile
 from pathlib import Path
 import anomaly_fastai.patch  # registers patchcore
 from anomaly_fastai.backbones import get_backbone
 from anomaly_fastai.detector import DETECTORS, evaluate_detector, save_detector
+from anomaly_fastai.metrics import image_auroc
 from anomaly_fastai.twin_detector import TwinDetector
 from common import MIXED, bench_datasets, bench_parser, device_name, saved_rows
 
-RECIPES = {'mixed': dict(twin=MIXED), 'realistic': dict(twin='realistic'),
-           'realistic+distill': dict(twin='realistic', distill=1.0),
-           'realistic+distill+frozen-bn': dict(twin='realistic', distill=1.0, freeze_bn=True)}
+RECIPES = {'mixed': dict(twin=MIXED, freeze_bn=False), 'realistic': dict(twin='realistic', freeze_bn=False),
+           'realistic+distill': dict(twin='realistic', distill=1.0, freeze_bn=False),
+           'realistic+distill+frozen-bn': dict(twin='realistic', distill=1.0, freeze_bn=True),
+           'realistic+frozen-bn': dict(twin='realistic', freeze_bn=True),
+           # the body learns at lr/10 instead of lr/100: does a body that moves more add what the twins teach?
+           'realistic+distill+frozen-bn+lr-mult-10': dict(twin='realistic', distill=1.0, freeze_bn=True, lr_mult=10)}
 SCORERS = ('knn', 'patchcore')
+
+def auroc_by_type(res) -> dict:
+    "Image AUROC of each defect type against the good test images: `auroc_<type>`."
+    types = sorted(set(res['defect_types']) - {'good'})
+    pick = lambda t: [i for i, d in enumerate(res['defect_types']) if d in ('good', t)]
+    return {f'auroc_{t}': image_auroc([res['labels'][i] for i in pick(t)], [res['scores'][i] for i in pick(t)]) for t in types}
 
 def main():
     ap = bench_parser(__doc__, 'bench/results/twin_features')
@@ -54,13 +64,13 @@ def run(a, table, device, done, work):
                     del twin
                 for scorer in todo:
                     det = DETECTORS[scorer](backbone, seed=a.seed).fit(ds, progress=False)
-                    m, _ = evaluate_detector(det, ds, progress=False)
+                    m, res = evaluate_detector(det, ds, progress=False)
                     if recipe == 'untuned': untuned[scorer] = m['image_auroc']
                     table.add(category=ds.name, backbone=bb_name, features=recipe, scorer=scorer, twin=tw.get('twin', ''),
-                              distill=tw.get('distill', 0.), freeze_bn=tw.get('freeze_bn', False), twin_epochs=f"1+{a.epochs}" if tw else '', image_auroc=m['image_auroc'],
+                              distill=tw.get('distill', 0.), freeze_bn=tw.get('freeze_bn', ''), lr_mult=tw.get('lr_mult', 100 if tw else ''), twin_epochs=f"1+{a.epochs}" if tw else '', image_auroc=m['image_auroc'],
                               vs_untuned=m['image_auroc'] - untuned.get(scorer, float('nan')), pixel_auroc=m['pixel_auroc'],
                               pro=m['pro'], twin_fit_s=twin_s, fit_s=det.fit_seconds, images_per_s=m['images_per_s'],
-                              input='x'.join(map(str, det.pre.input_size)), device=device)
+                              input='x'.join(map(str, det.pre.input_size)), device=device, **auroc_by_type(res))
                     table.to_csv(Path(a.out).with_suffix('.csv')); table.to_markdown(Path(a.out).with_suffix('.md'))
                     print(f'{ds.name} {recipe} {scorer}: image AUROC {m["image_auroc"]:.4f} '
                           f'({m["image_auroc"] - untuned.get(scorer, float("nan")):+.4f}), fit {det.fit_seconds:.0f} s', flush=True)
