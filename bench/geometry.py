@@ -5,7 +5,7 @@
 One row per dataset x method x geometry, each run in a fresh process (so its peak memory is its own), on MVTec AD
 bottle and Magnetic Tile (its fixed split.csv):
 - the `knn` baseline in every geometry: `crop` (short side 256, centre 224: the papers' protocol), `squash` (256 x
-  256) and `fit` (the default: the whole image, aspect ratio kept, short side 256);
+  256) and `fit` (the default: the whole image, aspect ratio kept, short side 256), and `squash` and `fit` at 224;
 - `knn` tiled (`--tile 128`, 25 % overlap) on magnetic tile, at the images' own resolution;
 - the anomaly twin with a short schedule (`--twin-epochs`, 0 skips it) in `crop` and `fit`;
 - a synthetic check of why tiling exists: 4000 x 1000 images of a fine texture, a faint scratch 2 px wide in the
@@ -24,7 +24,9 @@ from anomaly_fastai.tiling import TiledDetector
 import anomaly_fastai.twin_detector  # registers 'twin'
 from common import bench_datasets, bench_parser, device_name, emit_row, run_child
 
-GEOMETRIES = {'crop': Preprocess(256, 224, 'crop'), 'squash': Preprocess(256, mode='squash'), 'fit': Preprocess(256)}
+GEOMETRIES = {'crop': Preprocess(256, 224, 'crop'), 'squash': Preprocess(256, mode='squash'), 'fit': Preprocess(256),
+              # the same at 224, the backbones' pretraining size: how much of a geometry's result is its input size?
+              'squash224': Preprocess(224, mode='squash'), 'fit224': Preprocess(224)}
 
 def make(method, geometry, backbone, seed, twin_epochs):
     params = dict(twin='line,blob,cutpaste', head='arcface', epochs=twin_epochs, epochs_frozen=0, bs=16) if method == 'twin' else {}

@@ -7,13 +7,13 @@ global k-NN (`knn`: pooled features, cosine 1-NN) and by PatchCore (patch featur
 default geometry (the whole image, aspect kept). The tuned body reaches the scorers exactly as users get it:
 `get_backbone('twin:MODEL_DIR')`. Writes <out>.csv and <out>.md after every row and skips rows already there.
 Columns: image AUROC, its change over the untuned backbone under the same scorer, pixel AUROC, PRO, twin training
-time, scorer fit time, test images/s, device, and the image AUROC of each defect type against the good test images. Fixed seeds; nothing is tuned on the test images.
+time, scorer fit time, test images/s, device, and the image AUROC of each defect type against the good test images.
+Fixed seeds; nothing is tuned on the test images.
 """
 import tempfile
 from pathlib import Path
-import anomaly_fastai.patch  # registers patchcore
 from anomaly_fastai.backbones import get_backbone
-from anomaly_fastai.detector import DETECTORS, evaluate_detector, save_detector
+from anomaly_fastai.detector import all_methods, evaluate_detector, save_detector
 from anomaly_fastai.metrics import image_auroc
 from anomaly_fastai.twin_detector import TwinDetector
 from common import MIXED, bench_datasets, bench_parser, device_name, saved_rows
@@ -58,16 +58,16 @@ def run(a, table, device, done, work):
                 else:
                     tw = dict(RECIPES[recipe], epochs=a.epochs, epochs_frozen=1)
                     twin = TwinDetector(bb_name, bs=a.bs, seed=a.seed, **tw).fit(ds, progress=False)
-                    twin_s = twin.fit_seconds
+                    twin_s, tw = twin.fit_seconds, dict(tw, lr_mult=twin.params['lr_mult'])  # as fitted, defaults included
                     save_detector(twin, work/f'{ds.name}-{recipe}', force=True)
                     backbone = get_backbone(f'twin:{work}/{ds.name}-{recipe}')
                     del twin
                 for scorer in todo:
-                    det = DETECTORS[scorer](backbone, seed=a.seed).fit(ds, progress=False)
+                    det = all_methods()[scorer](backbone, seed=a.seed).fit(ds, progress=False)
                     m, res = evaluate_detector(det, ds, progress=False)
                     if recipe == 'untuned': untuned[scorer] = m['image_auroc']
                     table.add(category=ds.name, backbone=bb_name, features=recipe, scorer=scorer, twin=tw.get('twin', ''),
-                              distill=tw.get('distill', 0.), freeze_bn=tw.get('freeze_bn', ''), lr_mult=tw.get('lr_mult', 100 if tw else ''), twin_epochs=f"1+{a.epochs}" if tw else '', image_auroc=m['image_auroc'],
+                              distill=tw.get('distill', 0.), freeze_bn=tw.get('freeze_bn', ''), lr_mult=tw.get('lr_mult', ''), twin_epochs=f"1+{a.epochs}" if tw else '', image_auroc=m['image_auroc'],
                               vs_untuned=m['image_auroc'] - untuned.get(scorer, float('nan')), pixel_auroc=m['pixel_auroc'],
                               pro=m['pro'], twin_fit_s=twin_s, fit_s=det.fit_seconds, images_per_s=m['images_per_s'],
                               input='x'.join(map(str, det.pre.input_size)), device=device, **auroc_by_type(res))
