@@ -321,7 +321,7 @@ def _device_of(model: nn.Module) -> torch.device:
 def extract_features(backbone: Backbone, x: Tensor, layers=('stride8', 'stride16'), device=None, bs: int = 32) -> dict:
     """Maps of `layers` (keys of `backbone.layers` or module names) for images `x` (0..1 RGB, `(N,3,H,W)`), in batches of
     `bs` under `torch.inference_mode` with the model in eval mode (restored after). Runs on `device` (default: the
-    model's device; a given device moves the model there) and returns tensors on that device, keyed as `layers`."""
+    model's device; a given device moves the model there) and returns contiguous tensors on that device, keyed as `layers`."""
     layers = (layers,) if isinstance(layers, str) else tuple(layers)
     model = backbone.model
     dev = torch.device(device) if device is not None else _device_of(model)
@@ -337,7 +337,8 @@ def extract_features(backbone: Backbone, x: Tensor, layers=('stride8', 'stride16
     try:
         with torch.inference_mode(), FeatureExtractor(model, dict.fromkeys(names)) as fe:
             for i in range(0, len(x), bs):
-                f = fe(x[i:i+bs].to(dev, non_blocking=True))
+                xb = x[i:i+bs].to(dev, non_blocking=True)
+                f = fe(xb.contiguous(memory_format=torch.channels_last) if dev.type == 'cpu' else xb)
                 for l, n in zip(layers, names): outs[l].append(f[n])
-            return {l: torch.cat(v) for l, v in outs.items()}
+            return {l: torch.cat(v).contiguous() for l, v in outs.items()}
     finally: model.train(was_training)

@@ -67,12 +67,15 @@ class NearestNeighbours:
 
     def _torch_search(self, queries, k):
         cosine = self.metric == 'cosine'
+        # k = 1 on a CPU: blocks of 2048 bank rows keep each block of keys in cache while min reduces it (1.4x faster
+        # on a 2-core CPU); top-k merges and GPUs do better with large blocks
+        b_chunk = min(self.b_chunk, 2048) if k == 1 and self.device.type == 'cpu' else self.b_chunk
         dists, idxs = [], []
         for qs in range(0, len(queries), self.q_chunk):
             q = queries[qs:qs + self.q_chunk]
             best_key = best_i = None
-            for lo in range(0, self.size, self.b_chunk):
-                b, hi = self.bank[lo:lo + self.b_chunk], lo + self.b_chunk
+            for lo in range(0, self.size, b_chunk):
+                b, hi = self.bank[lo:lo + b_chunk], lo + b_chunk
                 # one matmul ranks the block as the distance does: cos (largest first) or |b|^2 - 2 q.b (smallest first)
                 key = q @ b.T if cosine else torch.addmm(self._sq[lo:hi], q, b.T, alpha=-2)
                 if k == 1:  # min/max is a quarter faster than topk on a CPU, and k = 1 is PatchCore's map search
