@@ -1,7 +1,7 @@
 """Benchmark of the conditional normalizing flow (`--method flow`) with 0, 5, 10 real defects per type and unseen types.
 
     .venv/bin/python bench/flow.py --data ../shared/data --out bench/results/flow [--datasets bottle,magnetic_tile]
-        [--rows none,pseudo,5,10,unseen] [--epochs 3] [--size 256] [--threads 1]
+        [--rows none,pseudo,5,10,unseen,patchcore@10] [--epochs 3] [--size 256] [--threads 1]
 
 One row per dataset x setting, each run in a fresh process, in the default geometry (`fit`, short side `--size`),
 MobileNetV2 stride-8/16 features, 8 couplings, seed `--seed`:
@@ -11,7 +11,9 @@ MobileNetV2 stride-8/16 features, 8 couplings, seed `--seed`:
 - `5`, `10`: K real defect images (with masks) per defect type moved from test to train (`with_defects`, seeded),
   evaluated on the test images left (the K x types training defects are never evaluated on);
 - `unseen`: all defects of the types in `--unseen-types` (per dataset) with a mask go to training, evaluated on the
-  good images and the other types only (`unseen_types`).
+  good images and the other types only (`unseen_types`);
+- `METHOD@K`, e.g. `patchcore@10`: an unsupervised method of the library (its defaults, good images only) evaluated
+  on exactly the test images the `K` row evaluates on, the comparison the issue's target asks for.
 
 Columns: image AUROC, pixel AUROC, PRO over whole original images, best F1, TPR / TNR at the saved threshold, fit s,
 test images/s, the number of test images evaluated, the defect images trained on, device.
@@ -21,7 +23,7 @@ from pathlib import Path
 import torch
 from anomaly_fastai.cli import result_row
 from anomaly_fastai.data import Preprocess, unseen_types, with_defects
-from anomaly_fastai.detector import evaluate_detector
+from anomaly_fastai.detector import all_methods, evaluate_detector
 from anomaly_fastai.flow import FlowDetector
 from anomaly_fastai.metrics import ResultsTable
 from common import bench_datasets, bench_parser, device_name, emit_row, run_child, saved_rows
@@ -31,7 +33,9 @@ Timings: the rows with 1 torch thread ran while other sessions loaded the same 2
 their `fit_s` and `images_per_s` are indicative only; the rows with 2 threads ran on a quiet machine. Rows with K > 0
 and `unseen` are evaluated on the test images left after moving the training defects (`n_test`), so their AUROCs are
 not on exactly the same images as the `none` / `pseudo` rows. The library's best unsupervised method on magnetic tile
-is PatchCore, image AUROC 0.957 on the whole test set (`patch_mtd.md`, MobileNetV2).
+is PatchCore, image AUROC 0.957 on the whole test set (`patch_mtd.md`, MobileNetV2). The `patchcore@10` rows (run on
+a quiet machine on 2026-12-03) are that method on exactly the test images of the K = 10 rows: on magnetic tile 0.959,
+so the flow with 10 defects per type is 0.6 point above it (0.965), not the 1 point the issue asks for.
 '''
 
 UNSEEN = {'bottle': 'broken_large', 'magnetic_tile': 'blowhole,break'}
@@ -44,12 +48,15 @@ def one_run(a):
     if row_kind == 'none': anomalies = 'none'
     elif row_kind == 'pseudo': anomalies = 'pseudo'
     elif row_kind == 'unseen': ds = unseen_types(ds, a.one['unseen'].split(','), None, a.seed)
-    else: ds = with_defects(ds, int(row_kind), a.seed)
-    det = FlowDetector(a.one['backbone'], Preprocess(a.size), seed=a.seed, epochs=a.epochs, anomalies=anomalies).fit(ds, progress=False)
-    print(f'fitted in {det.fit_seconds:.1f} s, losses {det.losses}', file=sys.stderr, flush=True)
+    else: ds = with_defects(ds, int(row_kind.rpartition('@')[2]), a.seed)
+    if '@' in row_kind:  # an unsupervised method on the K row's test images: it trains on the good images only
+        det = all_methods()[row_kind.partition('@')[0]](a.one['backbone'], Preprocess(a.size), seed=a.seed).fit(ds, progress=False)
+    else: det = FlowDetector(a.one['backbone'], Preprocess(a.size), seed=a.seed, epochs=a.epochs, anomalies=anomalies).fit(ds, progress=False)
+    print(f'fitted in {det.fit_seconds:.1f} s, losses {getattr(det, "losses", None)}', file=sys.stderr, flush=True)
     m, _ = evaluate_detector(det, ds, progress=False)
-    row = result_row(det, ds, m) | dict(setting=row_kind, n_test=len(ds.test), n_train_defects=len(ds.defects),
-                                        input=f'{det.pre.input_size[0]}x{det.pre.input_size[1]}', epochs=a.epochs, device=device_name())
+    row = result_row(det, ds, m) | dict(setting=row_kind, n_test=len(ds.test), n_train_defects=len(ds.defects) if isinstance(det, FlowDetector) else 0,
+                                        input=f'{det.pre.input_size[0]}x{det.pre.input_size[1]}',
+                                        epochs=a.epochs if isinstance(det, FlowDetector) else float('nan'), device=device_name())
     emit_row(row)
 
 def write_md(table, out):
@@ -58,7 +65,8 @@ def write_md(table, out):
 
 def main():
     ap = bench_parser(__doc__, 'bench/results/flow')
-    ap.add_argument('--rows', default='none,pseudo,5,10,unseen', help='comma-separated settings: none, pseudo, a number K, unseen')
+    ap.add_argument('--rows', default='none,pseudo,5,10,unseen,patchcore@10',
+                    help='comma-separated settings: none, pseudo, a number K, unseen, METHOD@K (an unsupervised method on the K row\'s test images)')
     ap.add_argument('--epochs', type=int, default=3, help='flow training epochs (default 3, the library default)')
     ap.add_argument('--size', type=int, default=256, help='short side of the model input (default 256)')
     ap.add_argument('--threads', type=int, default=1, help='torch threads per run (default 1: the CPU is shared)')
