@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from . import __version__
-from .backbones import Backbone, extract_features
+from .backbones import Backbone
 from .detector import Detector, KNNDetector, gaussian_blur, load_detector
 from .heads import CosineHead, L2Softmax
 from .patch import (PatchCoreDetector, PaDiMDetector, SPADEDetector, anomaly_maps, locally_aware_patches,
@@ -53,13 +53,21 @@ class _FxTaps(nn.Module):
         out = self.fx(x)
         return [out[str(i)] for i in range(self.n)]
 
+class _ChannelsLast(nn.Module):
+    "`taps` on a channels-last batch, as `extract_features` runs every CPU batch (same kernels, same maps); the maps come back contiguous."
+    def __init__(self, taps: nn.Module):
+        super().__init__()
+        self.taps = taps
+
+    def forward(self, x): return [m.contiguous() for m in self.taps(x.contiguous(memory_format=torch.channels_last))]
+
 def feature_taps(backbone: Backbone, layers) -> nn.Module:
     "A module on a CPU copy of `backbone`: images (B, 3, H, W) in 0..1 -> list of the maps of `layers` (keys of `backbone.layers` or module names)."
     model = copy.deepcopy(backbone.model).cpu().eval()
     names = [backbone.layers.get(l, l) for l in layers]
     try: taps = _FxTaps(model, names)
     except Exception: taps = _HookTaps(model, names)  # e.g. timm models, whose control flow torch.fx cannot trace
-    return taps.eval()
+    return _ChannelsLast(taps).eval()
 
 # %% ../nbs/12_export.ipynb #fa70594c
 def _store(m: nn.Module, name: str, t: Tensor):

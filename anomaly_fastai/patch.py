@@ -124,7 +124,12 @@ class PatchCoreDetector(FeatureMapDetector):
     @torch.inference_mode()
     def _fit(self, ds, bs, progress):
         if len(ds.train) < 2: raise ValueError(f'{ds.root}: PatchCore needs at least 2 good training images, got {len(ds.train)}')
-        patches = torch.cat([self._patches(xb) for xb in self._batches(ds, bs, progress)])
+        patches, filled = None, 0
+        for xb in self._batches(ds, bs, progress):  # written in place: batches and their concatenation would hold every patch twice
+            p = self._patches(xb)
+            if patches is None: patches = p.new_empty(len(ds.train), *p.shape[1:])
+            patches[filled:filled + len(p)] = p
+            filled += len(p)
         N, h, w, D = patches.shape
         flat = patches.view(-1, D)
         n = max(1, round(self.coreset * len(flat)))
