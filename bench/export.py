@@ -9,8 +9,7 @@ import argparse, json, subprocess, sys, tempfile, time
 from pathlib import Path
 import torch
 from anomaly_fastai.data import Preprocess, load_dataset
-from anomaly_fastai.detector import DETECTORS, load_detector, save_detector
-import anomaly_fastai.patch, anomaly_fastai.twin_detector, anomaly_fastai.flow, anomaly_fastai.autoencoder  # register the methods
+from anomaly_fastai.detector import all_methods, load_detector, save_detector
 from anomaly_fastai.export import export_model, load_torchscript
 from anomaly_fastai.metrics import ResultsTable
 
@@ -54,7 +53,7 @@ def main(argv=None):
     tmp = Path(tempfile.mkdtemp())
     table, notes = ResultsTable(), []
     for method in a.methods.split(','):
-        det = DETECTORS[method](pre=Preprocess(a.size), device='cpu', **SETTINGS.get(method, {})).fit(ds, progress=False)
+        det = all_methods()[method](pre=Preprocess(a.size), device='cpu', **SETTINGS.get(method, {})).fit(ds, progress=False)
         save_detector(det, tmp/method)
         det = load_detector(tmp/method, device='cpu')
         x = torch.stack([det.pre.image(s.path) for s in ds.test])

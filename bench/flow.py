@@ -45,18 +45,19 @@ def one_run(a):
     torch.set_num_threads(a.threads)
     ds = next(bench_datasets(a.data, a.one['dataset']))
     row_kind, anomalies = a.one['row'], 'auto'
-    if row_kind == 'none': anomalies = 'none'
-    elif row_kind == 'pseudo': anomalies = 'pseudo'
-    elif row_kind == 'unseen': ds = unseen_types(ds, a.one['unseen'].split(','), None, a.seed)
-    else: ds = with_defects(ds, int(row_kind.rpartition('@')[2]), a.seed)
-    if '@' in row_kind:  # an unsupervised method on the K row's test images: it trains on the good images only
-        det = all_methods()[row_kind.partition('@')[0]](a.one['backbone'], Preprocess(a.size), seed=a.seed).fit(ds, progress=False)
+    baseline, _, setting = row_kind.rpartition('@')  # 'patchcore@10': that method on the K = 10 row's test images
+    if setting == 'none': anomalies = 'none'
+    elif setting == 'pseudo': anomalies = 'pseudo'
+    elif setting == 'unseen': ds = unseen_types(ds, a.one['unseen'].split(','), None, a.seed)
+    else: ds = with_defects(ds, int(setting), a.seed)
+    if baseline:  # unsupervised: it trains on the good images only
+        det = all_methods()[baseline](a.one['backbone'], Preprocess(a.size), seed=a.seed).fit(ds, progress=False)
     else: det = FlowDetector(a.one['backbone'], Preprocess(a.size), seed=a.seed, epochs=a.epochs, anomalies=anomalies).fit(ds, progress=False)
     print(f'fitted in {det.fit_seconds:.1f} s, losses {getattr(det, "losses", None)}', file=sys.stderr, flush=True)
     m, _ = evaluate_detector(det, ds, progress=False)
-    row = result_row(det, ds, m) | dict(setting=row_kind, n_test=len(ds.test), n_train_defects=len(ds.defects) if isinstance(det, FlowDetector) else 0,
+    row = result_row(det, ds, m) | dict(setting=row_kind, n_test=len(ds.test), n_train_defects=0 if baseline else len(ds.defects),
                                         input=f'{det.pre.input_size[0]}x{det.pre.input_size[1]}',
-                                        epochs=a.epochs if isinstance(det, FlowDetector) else float('nan'), device=device_name())
+                                        epochs=float('nan') if baseline else a.epochs, device=device_name())
     emit_row(row)
 
 def write_md(table, out):

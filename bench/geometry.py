@@ -18,10 +18,9 @@ import numpy as np
 from PIL import Image
 from anomaly_fastai.cli import result_row
 from anomaly_fastai.data import AnomalyDataset, Preprocess, Sample
-from anomaly_fastai.detector import DETECTORS, evaluate_detector, score_images
+from anomaly_fastai.detector import all_methods, evaluate_detector, score_images
 from anomaly_fastai.metrics import ResultsTable
 from anomaly_fastai.tiling import TiledDetector
-import anomaly_fastai.twin_detector  # registers 'twin'
 from common import bench_datasets, bench_parser, device_name, emit_row, run_child
 
 GEOMETRIES = {'crop': Preprocess(256, 224, 'crop'), 'squash': Preprocess(256, mode='squash'), 'fit': Preprocess(256),
@@ -32,7 +31,7 @@ def make(method, geometry, backbone, seed, twin_epochs):
     params = dict(twin='line,blob,cutpaste', head='arcface', epochs=twin_epochs, epochs_frozen=0, bs=16) if method == 'twin' else {}
     if geometry == 'tile128':
         return TiledDetector(backbone, Preprocess(None), inner=method, tile=128, overlap=0.25, inner_params=params, seed=seed)
-    return DETECTORS[method](backbone, GEOMETRIES[geometry], seed=seed, **params)
+    return all_methods()[method](backbone, GEOMETRIES[geometry], seed=seed, **params)
 
 def one_run(a):
     "Fit and evaluate one configuration; print its row as JSON (this runs in its own process)."
@@ -58,7 +57,7 @@ def synthetic_check(backbone, seed) -> list[dict]:
     Image.fromarray(img).save(d/'scratch.png')
     ds = AnomalyDataset('synthetic 4000x1000', d, [Sample(d/f'good{i}.png', 0, 'good') for i in range(4)], [])
     rows = []
-    for name, det in (('fit', DETECTORS['knn'](backbone, Preprocess(), seed=seed)),
+    for name, det in (('fit', all_methods()['knn'](backbone, Preprocess(), seed=seed)),
                       ('tile256', TiledDetector(backbone, Preprocess(None), inner='knn', tile=256, overlap=0.25, seed=seed))):
         det.fit(ds, progress=False)
         t0 = time.perf_counter()

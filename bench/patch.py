@@ -15,9 +15,8 @@ from pathlib import Path
 import torch
 from anomaly_fastai.cli import result_row
 from anomaly_fastai.data import Preprocess
-from anomaly_fastai.detector import DETECTORS, evaluate_detector
+from anomaly_fastai.detector import all_methods, evaluate_detector
 from anomaly_fastai.metrics import ResultsTable
-import anomaly_fastai.patch  # registers patchcore, padim, spade
 from common import bench_datasets, bench_parser, device_name, emit_row, run_child
 
 def state_mb(o) -> float:
@@ -31,7 +30,7 @@ def one_run(a):
     "Fit and evaluate one configuration; print its row as JSON (this runs in its own process)."
     ds = next(bench_datasets(a.data, a.one['dataset']))
     params = dict(search=a.search) if a.one['method'] == 'patchcore' else {}
-    det = DETECTORS[a.one['method']](a.one['backbone'], Preprocess(a.size), seed=a.seed, **params).fit(ds, progress=False)
+    det = all_methods()[a.one['method']](a.one['backbone'], Preprocess(a.size), seed=a.seed, **params).fit(ds, progress=False)
     print(f'fitted in {det.fit_seconds:.1f} s', file=sys.stderr, flush=True)
     m, _ = evaluate_detector(det, ds, progress=False)
     row = result_row(det, ds, m) | dict(input=f'{det.pre.input_size[0]}x{det.pre.input_size[1]}',
