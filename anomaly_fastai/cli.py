@@ -34,7 +34,7 @@ def _number(kind, lo=None, hi=None, lo_open: bool = False, hi_open: bool = False
 # forwarded to the method's constructor when given
 METHOD_OPTIONS = dict(k=int, head=str, twin=str, epochs=int, ensemble=int, score=str, coreset=float, dim=int, num_neighbors=int,
                       search=str, loo_images=int, d=int, eps=float, k_map=int, map_layer=str, lr=float, coupling_layers=int,
-                      anomalies=str, beta=float, tau=float, lam=float, n_pseudo=int, ae_size=int, latent=int, loss=str, color=str,
+                      anomalies=str, holdout=float, beta=float, tau=float, lam=float, n_pseudo=int, ae_size=int, latent=int, loss=str, color=str,
                       augment=str, distill=float, lr_mult=float, freeze_bn=bool)
 
 def _data_args(p):
@@ -74,6 +74,7 @@ def _fit_args(p):
     p.add_argument('--coupling-layers', dest='coupling_layers', type=_number(int, 1), help='affine coupling layers of the flow (flow, default 8)')
     p.add_argument('--anomalies', help='what the flow learns the boundary from (flow): auto (real defects with --defects, else pseudo), real, pseudo, none')
     p.add_argument('--beta', type=_number(float, 0, 1, lo_open=True, hi_open=True), help='quantile of normal log-likelihoods that sets the boundary (flow, default 0.01)')
+    p.add_argument('--holdout', type=_number(float, 0, 1, hi_open=True), help='share of the good images held out of training to set the threshold (flow, default 0.1; 0: in-sample)')
     p.add_argument('--tau', type=_number(float, 0), help='margin of the boundary-guided loss (flow, default 0.1)')
     p.add_argument('--lam', type=_number(float, 0), help='weight of the boundary-guided loss (flow, default 1)')
     p.add_argument('--n-pseudo', dest='n_pseudo', type=_number(int, 1), help='pasted pseudo anomalies per epoch (flow, default 32)')

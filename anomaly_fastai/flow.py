@@ -5,6 +5,7 @@
 # %% ../nbs/15_flow.ipynb #16fc6f48
 from __future__ import annotations
 import math
+from dataclasses import replace
 from typing import Optional
 import torch
 import torch.nn as nn
@@ -12,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from fastprogress.fastprogress import progress_bar
 from .backbones import extract_features
+from .data import AnomalyDataset
 from .detector import gaussian_blur, register
 from .patch import FeatureMapDetector, anomaly_maps, locally_aware_patches
 
@@ -140,20 +142,22 @@ ANOMALIES = ('auto', 'none', 'pseudo', 'real')
 class FlowDetector(FeatureMapDetector):
     "A conditional normalizing flow on stride-8 patch features; negative log-likelihood maps; BGAD's BG-SPP loss with real or pasted defects."
     method = 'flow'
-    def __init__(self, backbone='mobilenet_v2', pre=None, epochs: int = 3, lr: float = 1e-3, coupling_layers: int = 8,
+    def __init__(self, backbone='mobilenet_v2', pre=None, epochs: int = 10, lr: float = 1e-3, coupling_layers: int = 8,
                  cond_dim: int = 32, clamp: float = 1.9, anomalies: str = 'auto', beta: float = 0.01, tau: float = 0.1,
-                 lam: float = 1., n_pseudo: int = 32, patches_per_batch: int = 1024, defects_record: Optional[dict] = None, **kw):
+                 lam: float = 1., n_pseudo: int = 32, patches_per_batch: int = 1024, holdout: float = 0.1, defects_record: Optional[dict] = None, **kw):
         if anomalies not in ANOMALIES: raise ValueError(f'anomalies must be one of {ANOMALIES}, got {anomalies!r}')
         for name, v in (('epochs', epochs), ('coupling_layers', coupling_layers), ('n_pseudo', n_pseudo), ('patches_per_batch', patches_per_batch)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f'{name} must be an integer >= 1, got {v!r}')
+        if not 0 <= holdout < 1: raise ValueError(f'holdout must be in [0, 1) (the share of good images held out to set the threshold), got {holdout}')
         if not 0 < beta < 1: raise ValueError(f'beta must be in (0, 1) (the quantile of normal log-likelihoods), got {beta}')
         if lr <= 0 or clamp <= 0 or tau < 0 or lam < 0: raise ValueError(f'lr and clamp must be positive, tau and lam >= 0; got {lr}, {clamp}, {tau}, {lam}')
         positional_encoding(cond_dim, 1, 1)
         super().__init__(backbone, pre, epochs=epochs, lr=lr, coupling_layers=coupling_layers, cond_dim=cond_dim, clamp=clamp,
                          anomalies=anomalies, beta=beta, tau=tau, lam=lam, n_pseudo=n_pseudo, patches_per_batch=patches_per_batch,
-                         defects_record=defects_record, **kw)
+                         holdout=holdout, defects_record=defects_record, **kw)
         self.epochs, self.lr, self.coupling_layers, self.cond_dim, self.clamp = epochs, lr, coupling_layers, cond_dim, clamp
         self.anomalies, self.beta, self.tau, self.lam, self.n_pseudo, self.ppb = anomalies, beta, tau, lam, n_pseudo, patches_per_batch
+        self.holdout = holdout
 
     def _check_fit(self, ds):
         if self.anomalies == 'real' and not ds.defects:
@@ -205,7 +209,16 @@ class FlowDetector(FeatureMapDetector):
         share = F.adaptive_avg_pool2d((ms > 0.5).float()[:, None].to(self.device), f.shape[-2:])[:, 0]
         return f, share
 
+    def _held_out(self, ds) -> tuple[AnomalyDataset, AnomalyDataset]:
+        "`ds` with the good images to train on, and `ds` with the good images held out to set the threshold (None when `holdout` is 0)."
+        if not self.holdout: return ds, None
+        n = len(ds.train)
+        held = set(torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))[:min(n - 1, max(1, round(self.holdout * n)))].tolist())
+        return (replace(ds, train=[s for i, s in enumerate(ds.train) if i not in held]),
+                replace(ds, train=[s for i, s in enumerate(ds.train) if i in held]))
+
     def _fit(self, ds, bs, progress):
+        ds, held = self._held_out(ds)
         good = torch.cat([self._features(xb).clone() for xb in self._batches(ds, bs, progress)])   # (N, C, h, w)
         N, C, h, w = good.shape
         self.mean, self.std = good.mean((0, 2, 3)), good.std((0, 2, 3)).clamp_min(1e-6)
@@ -242,7 +255,8 @@ class FlowDetector(FeatureMapDetector):
                 tot += loss.item() * len(idx)
             self.losses.append(tot / len(xn))
         self.flow.eval()
-        maps = torch.cat([self._maps(good[i:i + 32], self.pre.input_size) for i in range(0, N, 32)])
+        if held is not None: good = self._standard(torch.cat([self._features(xb).clone() for xb in self._batches(held, bs, False)]))
+        maps = torch.cat([self._maps(good[i:i + 32], self.pre.input_size) for i in range(0, len(good), 32)])
         self._loo = maps.amax((1, 2)).cpu()
         self._set_map_range(maps[:16])
 

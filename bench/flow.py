@@ -1,7 +1,7 @@
 """Benchmark of the conditional normalizing flow (`--method flow`) with 0, 5, 10 real defects per type and unseen types.
 
     .venv/bin/python bench/flow.py --data ../shared/data --out bench/results/flow [--datasets bottle,magnetic_tile]
-        [--rows none,pseudo,5,10,unseen,patchcore@10] [--epochs 3] [--size 256] [--threads 1]
+        [--rows none,pseudo,5,10,unseen,patchcore@10] [--epochs 10] [--size 256] [--threads 1]
 
 One row per dataset x setting, each run in a fresh process, in the default geometry (`fit`, short side `--size`),
 MobileNetV2 stride-8/16 features, 8 couplings, seed `--seed`:
@@ -18,7 +18,7 @@ MobileNetV2 stride-8/16 features, 8 couplings, seed `--seed`:
 Columns: image AUROC, pixel AUROC, PRO over whole original images, best F1, TPR / TNR at the saved threshold, fit s,
 test images/s, the number of test images evaluated, the defect images trained on, device.
 """
-import argparse, json, sys
+import argparse, inspect, json, sys
 from pathlib import Path
 import torch
 from anomaly_fastai.cli import result_row
@@ -68,7 +68,8 @@ def main():
     ap = bench_parser(__doc__, 'bench/results/flow')
     ap.add_argument('--rows', default='none,pseudo,5,10,unseen,patchcore@10',
                     help='comma-separated settings: none, pseudo, a number K, unseen, METHOD@K (an unsupervised method on the K row\'s test images)')
-    ap.add_argument('--epochs', type=int, default=3, help='flow training epochs (default 3, the library default)')
+    ap.add_argument('--epochs', type=int, default=inspect.signature(FlowDetector).parameters['epochs'].default,
+                    help='flow training epochs (default: the library default)')
     ap.add_argument('--size', type=int, default=256, help='short side of the model input (default 256)')
     ap.add_argument('--threads', type=int, default=1, help='torch threads per run (default 1: the CPU is shared)')
     ap.add_argument('--unseen-types', type=json.loads, default=UNSEEN, help='JSON {dataset: "type,type"} of the types trained on in the unseen row')

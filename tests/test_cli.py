@@ -114,7 +114,9 @@ def test_export_then_predict_with_the_onnx_file(model, tmp_path):
 
 def test_flow_with_labelled_defects(tmp_path):
     "--method flow --defects 1: one defect per type trains the flow; `test` on the same data leaves those images out again."
-    run('fit', '--method', 'flow', '--defects', '1', '--epochs', '1', '--size', '128', '--out', tmp_path/'m')
+    run('fit', '--method', 'flow', '--defects', '1', '--epochs', '1', '--holdout', '0.2', '--size', '128', '--out', tmp_path/'m')
+    cfg = json.load(open(tmp_path/'m'/'config.json'))
+    assert cfg['params']['holdout'] == 0.2 and cfg['threshold_rule']['n_good'] == 12, cfg  # a fifth of the sample's 60 good images
     r = run('test', '--model', tmp_path/'m', '--out', tmp_path/'t', '--heatmaps', '0')
     row = next(csv.DictReader(open(tmp_path/'t'/'results.csv')))
     assert row['method'] == 'flow (K=1)' and 0 <= float(row['image_auroc']) <= 1, r.stdout
