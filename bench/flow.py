@@ -29,13 +29,16 @@ from anomaly_fastai.metrics import ResultsTable
 from common import bench_datasets, bench_parser, device_name, emit_row, run_child, saved_rows
 
 NOTE = '''
-Timings: the rows with 1 torch thread ran while other sessions loaded the same 2-core CPU (load average about 10), so
-their `fit_s` and `images_per_s` are indicative only; the rows with 2 threads ran on a quiet machine. Rows with K > 0
-and `unseen` are evaluated on the test images left after moving the training defects (`n_test`), so their AUROCs are
-not on exactly the same images as the `none` / `pseudo` rows. The library's best unsupervised method on magnetic tile
-is PatchCore, image AUROC 0.957 on the whole test set (`patch_mtd.md`, MobileNetV2). The `patchcore@10` rows (run on
-a quiet machine on 2026-12-03) are that method on exactly the test images of the K = 10 rows: on magnetic tile 0.959,
-so the flow with 10 defects per type is 0.6 point above it (0.965), not the 1 point the issue asks for.
+Every row ran on a quiet 2-core CPU with 2 torch threads on 2026-12-03, each in its own process; the flow rows at the
+library defaults: 10 epochs, threshold and normalisation from the 10 % of good images held out of training (the
+bottle K = 5 row shared the CPU with a 50 s test for part of its fit). Rows with K > 0 and `unseen` are evaluated on
+the test images left after moving the training defects (`n_test`), so their AUROCs are not on exactly the same images
+as the `none` / `pseudo` rows. The library's best unsupervised method on magnetic tile is PatchCore, image AUROC 0.957
+on the whole test set (`patch_mtd.md`, MobileNetV2); the `patchcore@10` rows are that method on exactly the test
+images of the K = 10 rows: on magnetic tile 0.959, so the flow with 10 defects per type (0.963) is 0.3 point above
+it, not the 1 point the issue asks for. The same flow trained on all 761 good images (threshold in-sample) scored
+0.974 on those images: a tenth fewer good images and another shuffle moved it by 1.1 points, so a margin this size
+needs several seeds to tell apart.
 '''
 
 UNSEEN = {'bottle': 'broken_large', 'magnetic_tile': 'blowhole,break'}
