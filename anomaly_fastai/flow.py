@@ -209,7 +209,7 @@ class FlowDetector(FeatureMapDetector):
         share = F.adaptive_avg_pool2d((ms > 0.5).float()[:, None].to(self.device), f.shape[-2:])[:, 0]
         return f, share
 
-    def _held_out(self, ds) -> tuple[AnomalyDataset, AnomalyDataset]:
+    def _held_out(self, ds) -> tuple[AnomalyDataset, Optional[AnomalyDataset]]:
         "`ds` with the good images to train on, and `ds` with the good images held out to set the threshold (None when `holdout` is 0)."
         if not self.holdout: return ds, None
         n = len(ds.train)
