@@ -19,7 +19,7 @@ from .runtime import (GEOMETRIES, IMAGE_EXTS, MAX_PIXELS, MIN_SIDE, Geometry, Im
 # %% auto #0
 __all__ = ['SPLIT_COLUMNS', 'DataError', 'Sample', 'AnomalyDataset', 'mvtec_dataset', 'sample_path', 'sample_dataset',
            'folder_dataset', 'csv_dataset', 'load_dataset', 'image_size', 'check_image', 'Preprocess', 'to_tensor',
-           'check_dataset', 'with_defects', 'unseen_types', 'replay_defects', 'train_dls', 'test_dl']
+           'check_dataset', 'with_defects', 'unseen_types', 'replay_defects', 'split_good', 'train_dls', 'test_dl']
 
 # %% ../nbs/00_data.ipynb #65ac94f7
 class DataError(ValueError):
@@ -376,14 +376,20 @@ def _items_dsets(samples, pre: Preprocess, with_mask: bool, splits=None) -> Data
     if with_mask: tfms.append([lambda s: pre.mask(s)])
     return Datasets(samples, tfms, splits=splits)
 
+def split_good(n: int, share: float, seed: int = 42) -> tuple[list[int], list[int]]:
+    "Indices (kept, held out) of `n` good images: a seeded `share` held out, at least one image on each side when `share` > 0."
+    if not 0 <= share < 1: raise ValueError(f'expected the share of good images to hold out in [0, 1), got {share}')
+    if not share: return list(range(n)), []
+    if n < 2: raise ValueError(f'holding out a share of the good images needs at least 2 of them, got {n}')
+    idx = np.random.default_rng(seed).permutation(n)
+    n_held = min(n - 1, max(1, int(round(n * share))))
+    return sorted(idx[n_held:].tolist()), sorted(idx[:n_held].tolist())
+
 def train_dls(ds: AnomalyDataset, pre: Preprocess = None, bs: int = 32, valid_pct: float = 0., seed: int = 42,
               num_workers: int = 0, device=None) -> DataLoaders:
-    "DataLoaders over the good training images (x, 0); `valid_pct` holds out a seeded share of them."
+    "DataLoaders over the good training images (x, 0); `valid_pct` holds out a seeded share of them (`split_good`)."
     pre = pre or Preprocess()
-    n = len(ds.train)
-    idx = np.random.default_rng(seed).permutation(n)
-    n_valid = int(round(n * valid_pct))
-    splits = (sorted(idx[n_valid:].tolist()), sorted(idx[:n_valid].tolist()))
+    splits = split_good(len(ds.train), valid_pct, seed)
     return _items_dsets(ds.train, pre, False, splits).dataloaders(bs=bs, shuffle=False, drop_last=False,
                                                                    num_workers=num_workers, device=device)
 

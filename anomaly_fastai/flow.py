@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from fastprogress.fastprogress import progress_bar
 from .backbones import extract_features
-from .data import AnomalyDataset
+from .data import AnomalyDataset, split_good
 from .detector import gaussian_blur, register
 from .patch import FeatureMapDetector, anomaly_maps, locally_aware_patches
 
@@ -212,10 +212,8 @@ class FlowDetector(FeatureMapDetector):
     def _held_out(self, ds) -> tuple[AnomalyDataset, Optional[AnomalyDataset]]:
         "`ds` with the good images to train on, and `ds` with the good images held out to set the threshold (None when `holdout` is 0)."
         if not self.holdout: return ds, None
-        n = len(ds.train)
-        held = set(torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))[:min(n - 1, max(1, round(self.holdout * n)))].tolist())
-        return (replace(ds, train=[s for i, s in enumerate(ds.train) if i not in held]),
-                replace(ds, train=[s for i, s in enumerate(ds.train) if i in held]))
+        kept, held = split_good(len(ds.train), self.holdout, self.seed)
+        return replace(ds, train=[ds.train[i] for i in kept]), replace(ds, train=[ds.train[i] for i in held])
 
     def _fit(self, ds, bs, progress):
         ds, held = self._held_out(ds)

@@ -15,7 +15,7 @@ from fastai.data.core import TfmdDL, DataLoaders
 from fastai.data.transforms import Category, CategoryMap
 from fastai.vision.augment import Flip
 import fastai.vision.data  # registers `show_batch` for image batches
-from .data import Preprocess, to_tensor
+from .data import Preprocess, split_good, to_tensor
 
 # %% auto #0
 __all__ = ['RAND_OPS', 'TWINS', 'foreground_mask', 'TwinGenerator', 'paste_on_foreground', 'RandomLine', 'Blob', 'DefectOnBlob',
@@ -393,10 +393,7 @@ def twin_dls(items, pre: Preprocess | None = None, twin='line', valid_pct: float
     "fastai `DataLoaders` of good images `items` (paths or `Sample`s) and their anomaly twins (`twin`: a name for `get_twin` or a generator), vocab ['normal', 'anomaly']."
     items = list(items)
     if len(items) < 2: raise ValueError(f'items: expected at least 2 good images, got {len(items)}')
-    if not 0 <= valid_pct < 1: raise ValueError(f'valid_pct: expected a share in [0, 1), got {valid_pct}')
-    idx = np.random.default_rng(seed).permutation(len(items))
-    n_valid = int(round(len(items) * valid_pct))
-    trn, val = sorted(idx[n_valid:].tolist()), sorted(idx[:n_valid].tolist())
+    trn, val = split_good(len(items), valid_pct, seed)
     twin, pre = get_twin(twin), pre or Preprocess()
     train_ds = AnomalyTwinDataset([items[i] for i in trn], pre, twin, seed, redraw=True, split_idx=0)
     valid_ds = AnomalyTwinDataset([items[i] for i in val], pre, twin, seed + 1, redraw=False, split_idx=1)
