@@ -21,7 +21,8 @@ test images/s, the number of test images evaluated, the defect images trained on
 margin of each flow K row over each `METHOD@K` row of the same dataset and seed (the same test images), per seed and
 on average.
 """
-import argparse, inspect, json, sys
+import argparse, inspect, itertools, json, sys
+from statistics import mean
 from pathlib import Path
 import pandas as pd, torch
 from anomaly_fastai.cli import result_row
@@ -75,9 +76,10 @@ def margins(table) -> str:
                  for f in df[(df.category == cat) & (df.setting == k) & (df.seed == b.seed)].itertuples()]
         lines += [f'| {cat} | {k} | {method} | {s:.0f} | {f:.4f} | {m:.4f} | {100 * (f - m):+.2f} |' for s, f, m in pairs]
         if len(pairs) > 1:
-            d = [100 * (f - m) for _, f, m in pairs]
-            lines.append(f'| {cat} | {k} | {method} | mean of {len(d)} | {sum(f for _, f, _ in pairs) / len(d):.4f} | '
-                         f'{sum(m for _, _, m in pairs) / len(d):.4f} | {sum(d) / len(d):+.2f} ({min(d):+.2f} .. {max(d):+.2f}) |')
+            _, fs, ms = zip(*pairs)
+            d = [100 * (f - m) for f, m in zip(fs, ms)]
+            lines.append(f'| {cat} | {k} | {method} | mean of {len(d)} | {mean(fs):.4f} | {mean(ms):.4f} | '
+                         f'{mean(d):+.2f} ({min(d):+.2f} .. {max(d):+.2f}) |')
     if not lines: return ''
     return ('\nImage AUROC of the flow with K defects per type against the unsupervised method on the same test images '
             '(margin in points):\n\n| dataset | K | against | seed | flow | against | margin |\n|:---|---:|:---|:---|---:|---:|:---|\n'
@@ -106,15 +108,12 @@ def main():
     table = saved_rows(out) if a.append or a.notes_only else ResultsTable()
     if a.notes_only: return write_md(table, out)
     seeds = [int(s) for s in a.seeds.split(',')] if a.seeds else [a.seed]
-    for seed in seeds:
-        for ds in a.datasets.split(','):
-            for row in a.rows.split(','):
-                for bb in a.backbones.split(','):
-                    one = json.dumps(dict(dataset=ds, row=row, backbone=bb, unseen=a.unseen_types.get(ds, '')))
-                    row, err = run_child([sys.executable, __file__, '--data', a.data, '--seed', seed, '--size', a.size,
-                                          '--epochs', a.epochs, '--threads', a.threads, '--one', one], one)
-                    print(err.strip().splitlines()[-1], flush=True)
-                    table.add(row); print(table, flush=True)
-                    table.to_csv(out.with_suffix('.csv')); write_md(table, out)
+    for seed, ds, row, bb in itertools.product(seeds, a.datasets.split(','), a.rows.split(','), a.backbones.split(',')):
+        one = json.dumps(dict(dataset=ds, row=row, backbone=bb, unseen=a.unseen_types.get(ds, '')))
+        row, err = run_child([sys.executable, __file__, '--data', a.data, '--seed', seed, '--size', a.size,
+                              '--epochs', a.epochs, '--threads', a.threads, '--one', one], one)
+        print(err.strip().splitlines()[-1], flush=True)
+        table.add(row); print(table, flush=True)
+        table.to_csv(out.with_suffix('.csv')); write_md(table, out)
 
 if __name__ == '__main__': main()
