@@ -19,7 +19,7 @@ from .patch import FeatureMapDetector, anomaly_maps, locally_aware_patches
 
 # %% auto #0
 __all__ = ['ANOMALIES', 'positional_encoding', 'AffineCoupling', 'ConditionalFlow', 'normal_boundary', 'bgspp_loss',
-           'paste_anomaly', 'FlowDetector']
+           'paste_anomaly', 'lr_schedule', 'FlowDetector']
 
 # %% ../nbs/15_flow.ipynb #ceddeda3
 def positional_encoding(d: int, h: int, w: int) -> Tensor:
@@ -135,6 +135,12 @@ def paste_anomaly(img: Tensor, donor: Tensor, g: torch.Generator) -> tuple[Tenso
     canvas = img.new_zeros(3, H, W); canvas[:, y0:y0 + h, x0:x0 + w] = patch
     return img * (1 - mask) + canvas * mask, mask
 
+# %% ../nbs/15_flow.ipynb #fb33e3a1
+def lr_schedule(opt: torch.optim.Optimizer, lr: float, steps: int) -> torch.optim.lr_scheduler.OneCycleLR:
+    "BGAD's schedule over `steps` batches: warm-up from `lr`/10 to `lr` over the first 8 %, then cosine decay to `lr`/1000."
+    return torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.08, anneal_strategy='cos',
+                                               div_factor=10, final_div_factor=100, cycle_momentum=False)
+
 # %% ../nbs/15_flow.ipynb #5cf3e275
 ANOMALIES = ('auto', 'none', 'pseudo', 'real')
 
@@ -235,6 +241,7 @@ class FlowDetector(FeatureMapDetector):
         torch.manual_seed(self.seed)
         self.flow = ConditionalFlow(C, self.cond_dim, self.coupling_layers, clamp=self.clamp, seed=self.seed).to(self.device)
         opt = torch.optim.Adam(self.flow.parameters(), lr=self.lr)
+        sched = lr_schedule(opt, self.lr, self.epochs * math.ceil(len(xn) / self.ppb))
         g = torch.Generator().manual_seed(self.seed)
         self.losses = []
         for ep in (progress_bar(range(self.epochs), leave=False) if progress else range(self.epochs)):
@@ -249,7 +256,7 @@ class FlowDetector(FeatureMapDetector):
                 logp = self.flow.log_prob(x, c)
                 loss = -F.logsigmoid(logp[~abn]).mean()
                 if xa is not None and self.lam > 0: loss = loss + self.lam * bgspp_loss(logp, abn, self.beta, self.tau)
-                opt.zero_grad(); loss.backward(); opt.step()
+                opt.zero_grad(); loss.backward(); opt.step(); sched.step()
                 tot += loss.item() * len(idx)
             self.losses.append(tot / len(xn))
         self.flow.eval()
