@@ -135,7 +135,7 @@ def paste_anomaly(img: Tensor, donor: Tensor, g: torch.Generator) -> tuple[Tenso
     canvas = img.new_zeros(3, H, W); canvas[:, y0:y0 + h, x0:x0 + w] = patch
     return img * (1 - mask) + canvas * mask, mask
 
-# %% ../nbs/15_flow.ipynb #fb33e3a1
+# %% ../nbs/15_flow.ipynb #4b6c36c0
 def lr_schedule(opt: torch.optim.Optimizer, lr: float, steps: int) -> torch.optim.lr_scheduler.OneCycleLR:
     "BGAD's schedule over `steps` batches: warm-up from `lr`/10 to `lr` over the first 8 %, then cosine decay to `lr`/1000."
     return torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.08, anneal_strategy='cos',
