@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 from fastprogress.fastprogress import progress_bar
-from .data import train_dls
+from .data import check_holdout, hold_out_good, train_dls
 from .detector import Detector, register
 from .patch import anomaly_maps
 
@@ -79,15 +79,18 @@ class AutoencoderDetector(Detector):
     "The MVTec AD paper's convolutional autoencoder (latent 100) trained with an L2 or SSIM loss; residual maps, image score = max of the blurred map."
     method = 'autoencoder'
     def __init__(self, backbone: str = 'none', pre=None, ae_size: int = 128, latent: int = 100, loss: str = 'ssim', color: str = 'rgb',
-                 epochs: int = 20, lr: float = 1e-3, augment: str = 'flip', **kw):
+                 epochs: int = 20, lr: float = 1e-3, augment: str = 'flip', holdout: float = 0.1, **kw):
         for name, v, ok in (('loss', loss, LOSSES), ('color', color, COLORS), ('augment', augment, AUGMENTS)):
             if v not in ok: raise ValueError(f'{name} must be one of {ok}, got {v!r}')
         for name, v, lo in (('ae_size', ae_size, 32), ('latent', latent, 1), ('epochs', epochs, 1)):
             if isinstance(v, bool) or not isinstance(v, int) or v < lo: raise ValueError(f'{name} must be an integer >= {lo}, got {v!r}')
         if lr <= 0: raise ValueError(f'lr must be positive, got {lr}')
+        check_holdout(holdout)
         kw.pop('pretrained', None)
-        super().__init__('none', pre, pretrained=False, ae_size=ae_size, latent=latent, loss=loss, color=color, epochs=epochs, lr=lr, augment=augment, **kw)
+        super().__init__('none', pre, pretrained=False, ae_size=ae_size, latent=latent, loss=loss, color=color, epochs=epochs, lr=lr,
+                         augment=augment, holdout=holdout, **kw)
         self.ae_size, self.latent, self.loss, self.color, self.epochs, self.lr, self.augment = ae_size, latent, loss, color, epochs, lr, augment
+        self.holdout = holdout
 
     @property
     def ae_input(self) -> tuple[int, int]:
@@ -114,9 +117,14 @@ class AutoencoderDetector(Detector):
     def _maps(self, x: Tensor, size) -> Tensor:
         return anomaly_maps(torch.cat([self._residual(x[i:i + 32]) for i in range(0, len(x), 32)]), size)
 
-    def _fit(self, ds, bs, progress):
+    def _images(self, ds, bs, progress) -> Tensor:
+        "The autoencoder inputs of the good training images of `ds`, in dataset order."
         dl = train_dls(ds, self.pre, bs=bs).train
-        imgs = torch.cat([self._prep(xb.to(self.device)) for xb, _ in (progress_bar(dl, leave=False) if progress else dl)])
+        return torch.cat([self._prep(xb.to(self.device)) for xb, _ in (progress_bar(dl, leave=False) if progress else dl)])
+
+    def _fit(self, ds, bs, progress):
+        ds, held = hold_out_good(ds, self.holdout, self.seed)
+        imgs = self._images(ds, bs, progress)
         torch.manual_seed(self.seed); self._build()
         opt = torch.optim.Adam(self.model.parameters(), lr=self.lr, weight_decay=1e-5)
         g, self.losses = torch.Generator().manual_seed(self.seed), []
@@ -130,7 +138,7 @@ class AutoencoderDetector(Detector):
                 tot += loss.item() * len(xb)
             self.losses.append(tot / len(imgs))
         self.model.eval()
-        maps = self._maps(imgs, self.pre.input_size)
+        maps = self._maps(imgs if held is None else self._images(held, bs, False), self.pre.input_size)
         self._loo = maps.amax((1, 2)).cpu()
         self.map_range = float(maps[:16].median()), float(maps[:16].max())
 

@@ -74,7 +74,7 @@ def _fit_args(p):
     p.add_argument('--coupling-layers', dest='coupling_layers', type=_number(int, 1), help='affine coupling layers of the flow (flow, default 8)')
     p.add_argument('--anomalies', help='what the flow learns the boundary from (flow): auto (real defects with --defects, else pseudo), real, pseudo, none')
     p.add_argument('--beta', type=_number(float, 0, 1, lo_open=True, hi_open=True), help='quantile of normal log-likelihoods that sets the boundary (flow, default 0.01)')
-    p.add_argument('--holdout', type=_number(float, 0, 1, hi_open=True), help='share of the good images held out of training to set the threshold (flow, default 0.1; 0: in-sample)')
+    p.add_argument('--holdout', type=_number(float, 0, 1, hi_open=True), help='share of the good images held out of training to set the threshold (flow, autoencoder; default 0.1; 0: in-sample)')
     p.add_argument('--tau', type=_number(float, 0), help='margin of the boundary-guided loss (flow, default 0.1)')
     p.add_argument('--lam', type=_number(float, 0), help='weight of the boundary-guided loss (flow, default 1)')
     p.add_argument('--n-pseudo', dest='n_pseudo', type=_number(int, 1), help='pasted pseudo anomalies per epoch (flow, default 32)')

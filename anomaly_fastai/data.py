@@ -5,7 +5,7 @@
 # %% ../nbs/00_data.ipynb #8dcb3457
 from __future__ import annotations
 import csv, importlib.resources
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
 from typing import Optional
 import numpy as np, torch
@@ -19,7 +19,8 @@ from .runtime import (GEOMETRIES, IMAGE_EXTS, MAX_PIXELS, MIN_SIDE, Geometry, Im
 # %% auto #0
 __all__ = ['SPLIT_COLUMNS', 'DataError', 'Sample', 'AnomalyDataset', 'mvtec_dataset', 'sample_path', 'sample_dataset',
            'folder_dataset', 'csv_dataset', 'load_dataset', 'image_size', 'check_image', 'Preprocess', 'to_tensor',
-           'check_dataset', 'with_defects', 'unseen_types', 'replay_defects', 'split_good', 'train_dls', 'test_dl']
+           'check_dataset', 'with_defects', 'unseen_types', 'replay_defects', 'split_good', 'check_holdout',
+           'hold_out_good', 'train_dls', 'test_dl']
 
 # %% ../nbs/00_data.ipynb #65ac94f7
 class DataError(ValueError):
@@ -384,6 +385,17 @@ def split_good(n: int, share: float, seed: int = 42) -> tuple[list[int], list[in
     idx = np.random.default_rng(seed).permutation(n)
     n_held = min(n - 1, max(1, int(round(n * share))))
     return sorted(idx[n_held:].tolist()), sorted(idx[:n_held].tolist())
+
+def check_holdout(share: float) -> float:
+    "`share` if it can be the share of good images held out of training to set a threshold on: in [0, 1)."
+    if not 0 <= share < 1: raise ValueError(f'holdout must be in [0, 1) (the share of good images held out to set the threshold), got {share}')
+    return share
+
+def hold_out_good(ds: AnomalyDataset, share: float, seed: int = 42) -> tuple[AnomalyDataset, Optional[AnomalyDataset]]:
+    "`ds` with the good images to train on, and `ds` with the seeded `share` of them held out (`split_good`) to set a threshold on; None when `share` is 0."
+    kept, held = split_good(len(ds.train), check_holdout(share), seed)
+    if not held: return ds, None
+    return replace(ds, train=[ds.train[i] for i in kept]), replace(ds, train=[ds.train[i] for i in held])
 
 def train_dls(ds: AnomalyDataset, pre: Preprocess = None, bs: int = 32, valid_pct: float = 0., seed: int = 42,
               num_workers: int = 0, device=None) -> DataLoaders:

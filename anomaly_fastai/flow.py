@@ -5,7 +5,6 @@
 # %% ../nbs/15_flow.ipynb #16fc6f48
 from __future__ import annotations
 import math
-from dataclasses import replace
 from typing import Optional
 import torch
 import torch.nn as nn
@@ -13,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from fastprogress.fastprogress import progress_bar
 from .backbones import extract_features
-from .data import AnomalyDataset, split_good
+from .data import check_holdout, hold_out_good
 from .detector import gaussian_blur, register
 from .patch import FeatureMapDetector, anomaly_maps, locally_aware_patches
 
@@ -154,7 +153,7 @@ class FlowDetector(FeatureMapDetector):
         if anomalies not in ANOMALIES: raise ValueError(f'anomalies must be one of {ANOMALIES}, got {anomalies!r}')
         for name, v in (('epochs', epochs), ('coupling_layers', coupling_layers), ('n_pseudo', n_pseudo), ('patches_per_batch', patches_per_batch)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f'{name} must be an integer >= 1, got {v!r}')
-        if not 0 <= holdout < 1: raise ValueError(f'holdout must be in [0, 1) (the share of good images held out to set the threshold), got {holdout}')
+        check_holdout(holdout)
         if not 0 < beta < 1: raise ValueError(f'beta must be in (0, 1) (the quantile of normal log-likelihoods), got {beta}')
         if lr <= 0 or clamp <= 0 or tau < 0 or lam < 0: raise ValueError(f'lr and clamp must be positive, tau and lam >= 0; got {lr}, {clamp}, {tau}, {lam}')
         positional_encoding(cond_dim, 1, 1)
@@ -215,14 +214,8 @@ class FlowDetector(FeatureMapDetector):
         share = F.adaptive_avg_pool2d((ms > 0.5).float()[:, None].to(self.device), f.shape[-2:])[:, 0]
         return f, share
 
-    def _held_out(self, ds) -> tuple[AnomalyDataset, Optional[AnomalyDataset]]:
-        "`ds` with the good images to train on, and `ds` with the good images held out to set the threshold (None when `holdout` is 0)."
-        if not self.holdout: return ds, None
-        kept, held = split_good(len(ds.train), self.holdout, self.seed)
-        return replace(ds, train=[ds.train[i] for i in kept]), replace(ds, train=[ds.train[i] for i in held])
-
     def _fit(self, ds, bs, progress):
-        ds, held = self._held_out(ds)
+        ds, held = hold_out_good(ds, self.holdout, self.seed)
         good = torch.cat([self._features(xb).clone() for xb in self._batches(ds, bs, progress)])   # (N, C, h, w)
         N, C, h, w = good.shape
         self.mean, self.std = good.mean((0, 2, 3)), good.std((0, 2, 3)).clamp_min(1e-6)
