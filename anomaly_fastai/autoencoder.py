@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 from fastprogress.fastprogress import progress_bar
-from .data import check_holdout, hold_out_good, train_dls
+from .data import check_holdout, hold_out_good
 from .detector import Detector, register
 from .patch import anomaly_maps
 
@@ -119,8 +119,7 @@ class AutoencoderDetector(Detector):
 
     def _images(self, ds, bs, progress) -> Tensor:
         "The autoencoder inputs of the good training images of `ds`, in dataset order."
-        dl = train_dls(ds, self.pre, bs=bs).train
-        return torch.cat([self._prep(xb.to(self.device)) for xb, _ in (progress_bar(dl, leave=False) if progress else dl)])
+        return torch.cat([self._prep(xb) for xb in self._batches(ds, bs, progress)])
 
     def _fit(self, ds, bs, progress):
         ds, held = hold_out_good(ds, self.holdout, self.seed)

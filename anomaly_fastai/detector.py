@@ -104,6 +104,11 @@ class Detector:
         self.fit_seconds = time.perf_counter() - t0
         return self
 
+    def _batches(self, ds: AnomalyDataset, bs: int, progress: bool):
+        "The good training images of `ds` in dataset order, batch by batch, on the device."
+        dl = train_dls(ds, self.pre, bs=bs).train
+        for xb, _ in (progress_bar(dl, leave=False) if progress else dl): yield xb.to(self.device)
+
     def _check_fitted(self):
         if self.threshold is None: raise RuntimeError(f'this {type(self).__name__} is not fitted: call fit(dataset) or load_detector(path) first')
 
@@ -414,9 +419,8 @@ class KNNDetector(Detector):
 
     def _fit(self, ds, bs, progress):
         embs, fmaps = [], []
-        dl = train_dls(ds, self.pre, bs=bs).train
-        for xb, _ in (progress_bar(dl, leave=False) if progress else dl):
-            e, f = self._features(xb.to(self.device))
+        for xb in self._batches(ds, bs, progress):
+            e, f = self._features(xb)
             embs.append(e); fmaps.append(f)
         self._set_bank(torch.cat(embs), torch.cat(fmaps))
         self.map_range = self._map_range()

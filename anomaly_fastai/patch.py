@@ -10,7 +10,6 @@ import torch.nn.functional as F
 from torch import Tensor
 from fastprogress.fastprogress import progress_bar
 from .backbones import Backbone, extract_features, get_backbone
-from .data import AnomalyDataset, train_dls
 from .scoring import NearestNeighbours, greedy_coreset
 from .detector import Detector, KNNDetector, gaussian_blur, register
 
@@ -41,16 +40,11 @@ def anomaly_maps(patch_scores: Tensor, size, sigma: float = 4.) -> Tensor:
 
 # %% ../nbs/10_patch.ipynb #46348817
 class FeatureMapDetector(Detector):
-    "Base of PatchCore and PaDiM: a frozen pretrained backbone on the device, and the good training images batch by batch."
+    "Base of PatchCore and PaDiM: a frozen pretrained backbone on the device."
     def __init__(self, backbone='mobilenet_v2', pre=None, **kw):
         super().__init__(backbone, pre, **kw)
         self.backbone = get_backbone(backbone, pretrained=self.pretrained)
         self.backbone.model.to(self.device).eval()
-
-    def _batches(self, ds: AnomalyDataset, bs: int, progress: bool):
-        "The good training images of `ds` in dataset order, batch by batch, on the device."
-        dl = train_dls(ds, self.pre, bs=bs).train
-        for xb, _ in (progress_bar(dl, leave=False) if progress else dl): yield xb.to(self.device)
 
     def _set_map_range(self, loo_maps: Tensor):
         "Display range of heatmaps: from the median to the maximum of leave-one-out maps of a few good images."
