@@ -57,7 +57,7 @@ class AffineCoupling(nn.Module):
 
 class ConditionalFlow(nn.Module):
     "`n_layers` affine couplings, each after a fixed random channel permutation; `log_prob` is the log-likelihood per dimension."
-    def __init__(self, dim: int, cond_dim: int = 32, n_layers: int = 8, hidden: Optional[int] = None, clamp: float = 1.9, seed: int = 0):
+    def __init__(self, dim: int, cond_dim: int = 128, n_layers: int = 8, hidden: Optional[int] = None, clamp: float = 1.9, seed: int = 0):
         super().__init__()
         g = torch.Generator().manual_seed(seed)
         self.dim = dim
@@ -148,7 +148,7 @@ class FlowDetector(FeatureMapDetector):
     "A conditional normalizing flow on stride-8 patch features; negative log-likelihood maps; BGAD's BG-SPP loss with real or pasted defects."
     method = 'flow'
     def __init__(self, backbone='mobilenet_v2', pre=None, epochs: int = 10, lr: float = 1e-3, coupling_layers: int = 8,
-                 cond_dim: int = 32, clamp: float = 1.9, anomalies: str = 'auto', beta: float = 0.01, tau: float = 0.1,
+                 cond_dim: int = 128, clamp: float = 1.9, anomalies: str = 'auto', beta: float = 0.01, tau: float = 0.1,
                  lam: float = 1., n_pseudo: int = 32, patches_per_batch: int = 1024, holdout: float = 0.1, defects_record: Optional[dict] = None, **kw):
         if anomalies not in ANOMALIES: raise ValueError(f'anomalies must be one of {ANOMALIES}, got {anomalies!r}')
         for name, v in (('epochs', epochs), ('coupling_layers', coupling_layers), ('n_pseudo', n_pseudo), ('patches_per_batch', patches_per_batch)):

@@ -8,7 +8,7 @@ autoencoder's own input with a short side of `--ae-size` (128, the paper's), lat
 seed `--seed`: image AUROC, pixel AUROC and PRO over whole original images, best F1, TPR / TNR at the saved
 threshold, fit s, test images/s, device.
 """
-import argparse, json, sys
+import json, sys
 from pathlib import Path
 import torch
 from anomaly_fastai.autoencoder import AutoencoderDetector
@@ -16,7 +16,7 @@ from anomaly_fastai.cli import result_row
 from anomaly_fastai.data import Preprocess
 from anomaly_fastai.detector import evaluate_detector
 from anomaly_fastai.metrics import ResultsTable
-from common import bench_datasets, bench_parser, device_name, emit_row, run_child, saved_rows
+from common import bench_datasets, bench_parser, child_run_options, device_name, emit_row, run_child, saved_rows
 
 NOTE = '''
 Measured on the 2-core CPU, 2 torch threads per run, one run at a time. The threshold (`tpr@thr`, `tnr@thr`) is set
@@ -47,11 +47,7 @@ def main():
     ap.add_argument('--epochs', type=int, default=20, help='training epochs (default 20, the library default)')
     ap.add_argument('--ae-size', type=int, default=128, help="short side of the autoencoder's input (default 128)")
     ap.add_argument('--size', type=int, default=256, help='short side of the model input (default 256)')
-    ap.add_argument('--threads', type=int, default=1, help='torch threads per run (default 1: the CPU is shared)')
-    ap.add_argument('--append', action='store_true', help='add the rows to an existing results table')
-    ap.add_argument('--notes-only', action='store_true', help='rewrite the markdown table from the CSV (with the note) and stop')
-    ap.add_argument('--one', type=json.loads, help=argparse.SUPPRESS)  # internal: one run, in a child process
-    a = ap.parse_args()
+    a = child_run_options(ap).parse_args()
     if a.one: return one_run(a)
     out = Path(a.out)
     table = saved_rows(out) if a.append or a.notes_only else ResultsTable()

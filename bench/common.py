@@ -18,6 +18,14 @@ def bench_parser(doc: str, out: str) -> argparse.ArgumentParser:
     ap.add_argument('--seed', type=int, default=42)
     return ap
 
+def child_run_options(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    "The options of a benchmark that runs each setting in its own process (`run_child`) and can add to its table: --threads --append --notes-only."
+    ap.add_argument('--threads', type=int, default=1, help='torch threads per run (default 1: the CPU is shared)')
+    ap.add_argument('--append', action='store_true', help='add the rows to an existing results table')
+    ap.add_argument('--notes-only', action='store_true', help='rewrite the markdown table from the CSV (with the note) and stop')
+    ap.add_argument('--one', type=json.loads, help=argparse.SUPPRESS)  # internal: one run, in a child process
+    return ap
+
 def bench_datasets(data, names: str):
     "Load the comma-separated shared datasets `names` under `data`, each named as in the results table."
     for name in names.split(','):
