@@ -1,7 +1,7 @@
 """Benchmark of the conditional normalizing flow (`--method flow`) with 0, 5, 10 real defects per type and unseen types.
 
     .venv/bin/python bench/flow.py --data ../shared/data --out bench/results/flow [--datasets bottle,magnetic_tile]
-        [--rows none,pseudo,5,10,unseen,patchcore@10] [--seeds 42,1,2] [--epochs 10] [--cond-dim 32] [--size 256] [--threads 1]
+        [--rows none,pseudo,5,10,unseen,patchcore@10] [--seeds 42,1,2] [--epochs 10] [--cond-dim 128] [--size 256] [--threads 1]
 
 One row per dataset x setting, each run in a fresh process, in the default geometry (`fit`, short side `--size`),
 MobileNetV2 stride-8/16 features, 8 couplings, for each seed of `--seeds` (default `--seed`; the seed picks the
@@ -18,9 +18,8 @@ training defects, the held-out good images, the flow's initialisation and its sh
 
 Columns: image AUROC, pixel AUROC, PRO over whole original images, best F1, TPR / TNR at the saved threshold, fit s,
 test images/s, the number of test images evaluated, the defect images trained on, the flow rows' epochs and
-positional condition size (`cond_dim`), seed, device. Below the table, the
-margin of each flow K row over each `METHOD@K` row of the same dataset and seed (the same test images), per seed and
-on average.
+positional condition size (`cond_dim`), seed, device. Below the table, the margin of each flow K row over each
+`METHOD@K` row of the same dataset and seed (the same test images), per seed and on average, per `cond_dim`.
 """
 import inspect, itertools, json, sys
 from statistics import mean, stdev
