@@ -31,11 +31,15 @@ def _number(kind, lo=None, hi=None, lo_open: bool = False, hi_open: bool = False
         return v
     return parse
 
+def _comma_list(parse):
+    "An argparse type: comma-separated values, each read by the type `parse`; a tuple."
+    return lambda s: tuple(parse(v.strip()) for v in s.split(','))
+
 # forwarded to the method's constructor when given
 METHOD_OPTIONS = dict(k=int, head=str, twin=str, epochs=int, ensemble=int, score=str, coreset=float, dim=int, num_neighbors=int,
                       search=str, loo_images=int, d=int, eps=float, k_map=int, map_layer=str, lr=float, coupling_layers=int,
                       anomalies=str, holdout=float, beta=float, tau=float, lam=float, n_pseudo=int, ae_size=int, latent=int, loss=str, color=str,
-                      augment=str, distill=float, lr_mult=float, freeze_bn=bool)
+                      augment=str, distill=float, lr_mult=float, freeze_bn=bool, scales=tuple)
 
 def _data_args(p):
     p.add_argument('--data', help='dataset: MVTec AD root (with --category), category folder, good/+defect folders, or split CSV; default: the embedded bottle sample')
@@ -70,6 +74,8 @@ def _fit_args(p):
     p.add_argument('--eps', type=_number(float, 0, lo_open=True), help='covariance regularisation (padim, default 0.01)')
     p.add_argument('--k-map', dest='k_map', type=_number(int, 1), help='nearest good images whose patches are searched for the map (knn 3, spade 50)')
     p.add_argument('--map-layer', dest='map_layer', help='feature maps of the patch search, comma-separated (knn: stride16; spade: stride8,stride16)')
+    p.add_argument('--scales', type=_comma_list(_number(float, 0, 2, lo_open=True)),
+                   help='input scales whose pooled features make the image embedding, comma-separated (knn, spade; default 1; e.g. 1,0.7071,0.5: a multi-scale descriptor)')
     p.add_argument('--lr', type=_number(float, 0, lo_open=True), help='learning rate (flow 1e-3, autoencoder 1e-3)')
     p.add_argument('--coupling-layers', dest='coupling_layers', type=_number(int, 1), help='affine coupling layers of the flow (flow, default 8)')
     p.add_argument('--anomalies', help='what the flow learns the boundary from (flow): auto (real defects with --defects, else pseudo), real, pseudo, none')

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_detector.ipynb #ff7b93b8
 from __future__ import annotations
-import hashlib, importlib, json, math, os, shutil, tempfile, time, warnings
+import hashlib, importlib, json, math, numbers, os, shutil, tempfile, time, warnings
 from pathlib import Path
 from typing import Optional
 import numpy as np, torch
@@ -22,7 +22,7 @@ from .metrics import MinMax, best_threshold, evaluate, save_heatmap
 __all__ = ['DETECTORS', 'METHOD_MODULES', 'FITTED_WITH', 'REQUIRED_KEYS', 'default_device', 'register', 'all_methods',
            'ThresholdWarning', 'frr_rule', 'Detector', 'save_detector', 'load_detector', 'score_images',
            'score_dataset', 'evaluate_detector', 'rates_at_threshold', 'original_image', 'save_heatmaps',
-           'gaussian_blur', 'KNNDetector', 'calibrate_threshold']
+           'gaussian_blur', 'check_scales', 'pooled_embedding', 'KNNDetector', 'calibrate_threshold']
 
 # %% ../nbs/07_detector.ipynb #59483e79
 def default_device() -> torch.device:
@@ -395,15 +395,36 @@ def gaussian_blur(maps: torch.Tensor, sigma: float = 4.) -> torch.Tensor:
     x = F.conv2d(x, k.view(1, 1, 1, -1))
     return F.conv2d(x, k.view(1, 1, -1, 1))[:, 0]
 
+def check_scales(scales) -> tuple:
+    "`scales` as a tuple of floats, each in (0, 2]; a clear error otherwise."
+    out = tuple(scales) if isinstance(scales, (list, tuple)) else ()
+    if not out or not all(isinstance(s, numbers.Real) and not isinstance(s, bool) and 0 < s <= 2 for s in out):
+        raise ValueError(f'scales must be one or more numbers in (0, 2], e.g. (1, 0.7071, 0.5); got {scales!r}')
+    return tuple(float(s) for s in out)
+
+def pooled_embedding(x: torch.Tensor, body: torch.Tensor, scales=(1.,), body_of=None, size=None) -> torch.Tensor:
+    """Image embeddings (B, C) of a batch `x` whose last feature map is `body` (B, C, h, w): its mean over positions;
+    with several `scales`, the mean of the L2-normalised pooled maps `body_of(x resized by s)` over the scales (a
+    multi-scale descriptor). `size`: (H, W) of `x`, given where its shape is not a number (an exported graph)."""
+    if tuple(scales) == (1.,): return body.mean((2, 3))
+    H, W = size or x.shape[-2:]
+    pooled = []
+    for s in scales:
+        h, w = round(H * s), round(W * s)
+        if min(h, w) < 32: raise ValueError(f'scale {s} makes the {H}x{W} input {h}x{w}: expected at least 32 pixels a side; use larger scales or a larger input')
+        pooled.append((body if s == 1 else body_of(F.interpolate(x, size=(h, w), mode='bilinear', align_corners=False))).mean((2, 3)))
+    return torch.stack([F.normalize(p, dim=1) for p in pooled]).mean(0)
+
 @register
 class KNNDetector(Detector):
-    "Baseline: cosine k-NN on pooled backbone features; patch-level nearest-neighbour heatmaps."
+    "Baseline: cosine k-NN on pooled backbone features (at one or several `scales`); patch-level nearest-neighbour heatmaps."
     method = 'knn'
-    def __init__(self, backbone='mobilenet_v2', pre=None, k: int = 1, k_map: int = 3, map_layer: str = 'stride16', **kw):
+    def __init__(self, backbone='mobilenet_v2', pre=None, k: int = 1, k_map: int = 3, map_layer: str = 'stride16', scales=(1.,), **kw):
         for name, v in (('k', k), ('k_map', k_map)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f'{name} must be an integer >= 1, got {v!r}')
-        super().__init__(backbone, pre, k=k, k_map=k_map, map_layer=map_layer, **kw)
-        self.k, self.k_map, self.map_layer = k, k_map, map_layer
+        scales = check_scales(scales)
+        super().__init__(backbone, pre, k=k, k_map=k_map, map_layer=map_layer, scales=scales, **kw)
+        self.k, self.k_map, self.map_layer, self.scales = k, k_map, map_layer, scales
         self.backbone = get_backbone(backbone, pretrained=self.pretrained)
         self.backbone.model.to(self.device).eval()
 
@@ -415,7 +436,14 @@ class KNNDetector(Detector):
     def _features(self, x):
         "Pooled embeddings (B, C) and patch feature maps (B, C', h, w) of a batch."
         f = extract_features(self.backbone, x, layers=(self.map_layer, 'body'))
-        return f['body'].mean((2, 3)), f[self.map_layer]
+        return self._pooled(x, f['body']), f[self.map_layer]
+
+    @property
+    def label(self) -> str: return self.method if self.scales == (1.,) else f'{self.method}, scales {",".join(f"{s:.3g}" for s in self.scales)}'
+
+    def _pooled(self, x, body):
+        "The image embeddings of the batch `x`, whose last map is `body`, at `self.scales`."
+        return pooled_embedding(x, body, self.scales, lambda xs: extract_features(self.backbone, xs, layers=('body',))['body'])
 
     def _fit(self, ds, bs, progress):
         embs, fmaps = [], []

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 from . import __version__
 from .backbones import Backbone
-from .detector import Detector, KNNDetector, gaussian_blur, load_detector
+from .detector import Detector, KNNDetector, gaussian_blur, load_detector, pooled_embedding
 from .heads import CosineHead, L2Softmax
 from .patch import (PatchCoreDetector, PaDiMDetector, SPADEDetector, anomaly_maps, locally_aware_patches,
                                   mahalanobis_maps, upsampled_cat)
@@ -109,11 +109,11 @@ class Normalise(nn.Module):
 
 # %% ../nbs/12_export.ipynb #c7b45571
 class KNNGraph(nn.Module):
-    "`KNNDetector._score` and `SPADEDetector._score`: cosine k-NN of pooled features; patch nearest-neighbour maps against the `k_map` nearest good images."
+    "`KNNDetector._score` and `SPADEDetector._score`: cosine k-NN of pooled features (at `scales`); patch nearest-neighbour maps against the `k_map` nearest good images."
     def __init__(self, det: KNNDetector):
         super().__init__()
         self.taps = feature_taps(det.backbone, [*det.map_layer.split(','), 'body'])
-        self.k, self.k_map, self.size = det.k, det.k_map, tuple(det.pre.input_size)
+        self.k, self.k_map, self.size, self.scales = det.k, det.k_map, tuple(det.pre.input_size), det.scales
         self.half_maps = isinstance(det, SPADEDetector)  # SPADE's pyramids are float16
         _store(self, 'emb', F.normalize(det.scorer.train_emb.float(), dim=1))
         N, C, h, w = det.fmaps.shape
@@ -124,7 +124,8 @@ class KNNGraph(nn.Module):
         *fs, body = self.taps(x)
         fmap = upsampled_cat(fs) if len(fs) > 1 else fs[0]
         if self.half_maps: fmap = fmap.half().float()
-        key, idx = (F.normalize(body.mean((2, 3)), dim=1) @ _get(self, 'emb').T).topk(max(self.k, self.k_map), dim=1)
+        emb = pooled_embedding(x, body, self.scales, lambda xs: self.taps(xs)[-1], self.size)  # the map layers lie on the way to 'body': no extra work
+        key, idx = (F.normalize(emb, dim=1) @ _get(self, 'emb').T).topk(max(self.k, self.k_map), dim=1)
         scores = (1 - key[:, :self.k]).mean(1)
         B, C, h, w = fmap.shape
         near = idx[:, :self.k_map]

@@ -247,14 +247,14 @@ class PaDiMDetector(FeatureMapDetector):
 class SPADEDetector(KNNDetector):
     "SPADE: the `k_map` nearest good images by pooled features, then per-position nearest neighbours in their feature pyramids."
     method = 'spade'
-    def __init__(self, backbone='mobilenet_v2', pre=None, k: int = 1, k_map: int = 50, map_layer: str = 'stride8,stride16', **kw):
-        super().__init__(backbone, pre, k=k, k_map=k_map, map_layer=map_layer, **kw)
+    def __init__(self, backbone='mobilenet_v2', pre=None, k: int = 1, k_map: int = 50, map_layer: str = 'stride8,stride16', scales=(1.,), **kw):
+        super().__init__(backbone, pre, k=k, k_map=k_map, map_layer=map_layer, scales=scales, **kw)
 
     def _features(self, x):
         "Pooled embeddings (B, C) and pyramid maps (B, C', h, w) in float16 of a batch."
         layers = self.map_layer.split(',')
         f = extract_features(self.backbone, x, layers=dict.fromkeys([*layers, 'body']))
-        return f['body'].mean((2, 3)), upsampled_cat([f[l] for l in layers]).half()
+        return self._pooled(x, f['body']), upsampled_cat([f[l] for l in layers]).half()
 
     def _set_bank(self, emb, fmaps):
         self.k, self.k_map = min(self.params['k'], len(emb)), min(self.params['k_map'], len(emb))

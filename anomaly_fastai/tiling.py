@@ -69,7 +69,7 @@ class TiledDetector(Detector):
     def grid(self) -> list[tuple[int, int]]: return tile_grid(*self.pre.input_size, self.tile, self.overlap)
 
     @property
-    def label(self) -> str: return f'{self.inner.method}, {self.tile} px tiles'
+    def label(self) -> str: return f'{self.inner.label}, {self.tile} px tiles'
 
     def images_per_batch(self, bs: int) -> int: return max(1, bs // len(self.grid))
     def tuned_features(self): return self.inner.tuned_features()

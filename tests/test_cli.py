@@ -50,11 +50,20 @@ def test_nothing_overwritten_without_force(model, tmp_path):
     (('fit', '--val', 'no/such/val', '--out', '{tmp}/m'), 'no/such/val'),
     (('fit', '--crop', '200', '--out', '{tmp}/m'), '--crop applies only with --geometry crop'),
     (('fit', '--geometry', 'letterbox', '--out', '{tmp}/m'), "invalid choice: 'letterbox'"),
+    (('fit', '--scales', '1,0', '--out', '{tmp}/m'), "argument --scales: expected a number in (0, 2], found '0'"),
+    (('fit', '--method', 'patchcore', '--scales', '1,0.5', '--out', '{tmp}/m'), '--scales does not apply to --method patchcore'),
 ])
 def test_user_errors_are_one_line(model, tmp_path, args, expect):
     r = run(*[a.format(tmp=tmp_path, model=model) for a in args], ok=False)
     assert r.returncode == 2, r.stderr
     assert expect in r.stderr and 'Traceback' not in r.stderr
+
+def test_multiscale_knn(tmp_path):
+    "--scales reaches the model: saved in its config, and a saved model predicts with it in a fresh process."
+    run('fit', '--method', 'knn', '--scales', '1, 0.5', '--size', '128', '--out', tmp_path/'m')
+    assert json.load(open(tmp_path/'m'/'config.json'))['params']['scales'] == [1., 0.5]
+    run('predict', '--model', tmp_path/'m', '--out', tmp_path/'p', '--no-heatmaps', sample_path()/'bottle'/'test'/'contamination')
+    assert len(list(csv.DictReader(open(tmp_path/'p'/'predictions.csv')))) == 5
 
 def test_twin_method_end_to_end(tmp_path):
     "--method twin with its options: a tiny fit (small crops, one epoch), then test and predict in fresh processes."

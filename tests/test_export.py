@@ -32,6 +32,7 @@ CASES = {  # small settings: each fits in seconds on 2 cores
     'patchcore': ('patchcore', dict(pre=SIZE, coreset=0.25, loo_images=16)),
     'padim': ('padim', dict(pre=SIZE, d=50)),
     'spade': ('spade', dict(pre=SIZE, k_map=10)),
+    'knn-multiscale': ('knn', dict(pre=SIZE, scales=(1, 2 ** -0.5, 0.5))),  # scales 1/sqrt2 and 1/2: 45 and 32 px, resized inside the graph
     'twin': ('twin', dict(pre=SIZE, head='arcface', epochs=0, epochs_frozen=0)),
     'twin-lof-ensemble': ('twin', dict(pre=SIZE, head='l2softmax', epochs=0, epochs_frozen=0, score='lof', k=5, ensemble=2)),
     'twin-mahalanobis': None,  # the 'twin' model with a Mahalanobis scorer (see `fitted`: no second training)
