@@ -33,7 +33,8 @@ from anomaly_fastai.metrics import ResultsTable
 from common import bench_datasets, bench_parser, child_run_options, device_name, emit_row, run_child, saved_rows
 
 NOTE = '''
-Every row ran on a quiet 2-core CPU with 2 torch threads on 2026-12-03/04, each in its own process; the flow rows at the
+Every row ran on a 2-core CPU with 2 torch threads on 2026-12-03/04, each in its own process, on a quiet machine except the
+magnetic tile `pseudo` and `unseen` rows at `cond_dim` 128 (beside other jobs: their fit s is inflated); the flow rows at the
 library defaults of their day: 10 epochs, threshold and normalisation from the 10 % of good images held out of training
 (`split_good`), and the positional condition in the `cond_dim` column: 32 until 2026-12-04, then 128 (BGAD's
 `pos_embed_dim`, the default since). Rows with K > 0 and `unseen` are evaluated on the test images left after moving the
