@@ -57,14 +57,15 @@ def pseudo_aurocs(bb, ds, pre) -> dict:
     y = [int(t) for _, t in items]
     return {c: auroc(y, s[c]) for c in CANDIDATES}
 
-def bootstrap_diff(y, s, ref, n: int = 2000, seed: int = 0) -> tuple[float, float]:
-    "95 % interval of AUROC(s) - AUROC(ref), resampling good and defective images separately."
+def bootstrap_diffs(y, s: dict, ref: str = 'mean', n: int = 2000, seed: int = 0) -> dict:
+    "95 % interval of AUROC(s[c]) - AUROC(s[ref]) for every other candidate c, on the same resamples of good and defective images."
     rng, good, bad = np.random.default_rng(seed), np.where(y == 0)[0], np.where(y == 1)[0]
-    diffs = []
+    diffs = {c: [] for c in s if c != ref}
     for _ in range(n):
         i = np.concatenate([rng.choice(good, len(good)), rng.choice(bad, len(bad))])
-        diffs.append(auroc(y[i], s[i]) - auroc(y[i], ref[i]))
-    return float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
+        base = auroc(y[i], s[ref][i])
+        for c in diffs: diffs[c].append(auroc(y[i], s[c][i]) - base)
+    return {c: (float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))) for c, d in diffs.items()}
 
 def main():
     ap = bench_parser(__doc__, 'bench/results/embedding')
@@ -78,8 +79,9 @@ def main():
         pseudo = pseudo_aurocs(bb, ds, pre)
         y = np.array([s.label for s in ds.test])
         s = knn_scores(embed(bb, [pre.image(x.path) for x in ds.train]), embed(bb, [pre.image(x.path) for x in ds.test]))
+        ci = bootstrap_diffs(y, s)
         for c in CANDIDATES:
-            lo, hi = (0., 0.) if c == 'mean' else bootstrap_diff(y, s[c], s['mean'])
+            lo, hi = ci.get(c, (None, None))
             table.add(category=ds.name, embedding=c, pseudo_auroc=pseudo[c], image_auroc=auroc(y, s[c]),
                       diff_to_mean_lo=lo, diff_to_mean_hi=hi, input='x'.join(map(str, pre.input_size)), device=device)
             table.to_csv(out.with_suffix('.csv')); table.to_markdown(out.with_suffix('.md'))
