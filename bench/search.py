@@ -12,7 +12,7 @@ when --data has no bottle) queried with vectors from the same distribution, at m
 so that the exact searches stay within minutes on a CPU.
 Coreset: greedy_coreset keeping 10 % of the rows of the bottle training patches, subsampled to 50k (exact greedy,
 cells of 4k/8k/16k rows, shuffled chunks with fixed shares) and whole, and of --coreset-rows (780k, Magnetic Tile's
-size) feature-like vectors of --coreset-dim dims: seconds and coverage radius (the largest distance from a row to
+size at 256 px square input; 876k in the default geometry) feature-like vectors of --coreset-dim dims: seconds and coverage radius (the largest distance from a row to
 its nearest kept row, in the original space; over --radius-rows random rows when there are more). Exact greedy up
 to --exact-max rows (its time grows as rows^2).
 Results go to <out>.csv (one row per run) and <out>.md (one table per part). The CPU is shared with other jobs
@@ -106,7 +106,7 @@ def main():
     ap.add_argument('--queries', type=int, default=10000)
     ap.add_argument('--max-work', type=float, default=2e9, help='most queries x bank rows per search')
     ap.add_argument('--hnsw-max', type=int, default=250000, help='largest bank to build an HNSW index for')
-    ap.add_argument('--coreset-rows', type=int, default=780000, help='feature-like coreset rows (Magnetic Tile: ~780k patches)')
+    ap.add_argument('--coreset-rows', type=int, default=780000, help='feature-like coreset rows (Magnetic Tile: ~780k patches at 256 px square input)')
     ap.add_argument('--coreset-dim', type=int, default=256, help='vector size of the feature-like coreset rows')
     ap.add_argument('--exact-max', type=int, default=50000, help='most rows for the exact greedy (O(rows^2) time)')
     ap.add_argument('--radius-rows', type=int, default=50000, help='rows the coverage radius is measured on')

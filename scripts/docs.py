@@ -1,4 +1,5 @@
-"""Build the documentation site offline, with every notebook's outputs and figures: `make docs`.
+"""Build the documentation site offline, with every notebook's outputs and figures (except those of cells flagged
+`#| slow`): `make docs`.
 
 1. exec:   run each notebook as `nbdev-test` does (cells flagged `tst_flags`, e.g. `#| slow`, are skipped) on a copy in
            `_docs_build/exec/`, saving its outputs. A copy is run again only when its notebook or the package changed
