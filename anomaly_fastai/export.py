@@ -113,7 +113,8 @@ class KNNGraph(nn.Module):
     def __init__(self, det: KNNDetector):
         super().__init__()
         self.taps = feature_taps(det.backbone, [*det.map_layer.split(','), 'body'])
-        self.k, self.k_map, self.size, self.scales = det.k, det.k_map, tuple(det.pre.input_size), det.scales
+        n = len(det.scorer.train_emb)  # the library searches min(n, max(k, k_map)) neighbours: never more than the bank
+        self.k, self.k_map, self.size, self.scales = min(det.k, n), min(det.k_map, n), tuple(det.pre.input_size), det.scales
         self.half_maps = isinstance(det, SPADEDetector)  # SPADE's pyramids are float16
         _store(self, 'emb', F.normalize(det.scorer.train_emb.float(), dim=1))
         N, C, h, w = det.fmaps.shape
@@ -409,6 +410,8 @@ def load_torchscript(path) -> tuple[torch.jit.ScriptModule, dict]:
 def export_cli(model, fmt: str = 'onnx', out=None, force: bool = False) -> Path:
     "Export the model directory `model` to `out` and print one line (the `anomaly-fastai export` command)."
     f = export_model(model, fmt, out, force)
-    print(f'exported {model} ({fmt}{f", opset {OPSET}" if fmt == "onnx" else ""}) to {f} ({f.stat().st_size / 1e6:.1f} MB); '
-          f'score it with `anomaly_fastai.runtime`' + (' (numpy, Pillow, onnxruntime only)' if fmt == 'onnx' else ''))
+    use = ('score it with `anomaly-fastai predict --model FILE.onnx` or `anomaly_fastai.runtime` (numpy, Pillow, onnxruntime only)' if fmt == 'onnx' else
+           'load it with `torch.jit.load` (needs torch; `anomaly_fastai.export.load_torchscript` also reads its metadata): it takes '
+           'preprocessed batches (B, 3, H, W) in 0..1; `anomaly-fastai predict` and `anomaly_fastai.runtime` read .onnx files only')
+    print(f'exported {model} ({fmt}{f", opset {OPSET}" if fmt == "onnx" else ""}) to {f} ({f.stat().st_size / 1e6:.1f} MB); {use}')
     return f

@@ -4,15 +4,16 @@
 
 # %% ../nbs/13_runtime.ipynb #69a71a1d
 from __future__ import annotations
-import argparse, csv, json, os, sys, warnings
+import argparse, csv, json, os, shutil, sys, warnings
 from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'GEOMETRIES', 'MIN_SIDE', 'MAX_PIXELS', 'META_KEY', 'BLOCKED', 'BLOCKING_PRELUDE', 'ImageError',
-           'ModelError', 'open_image', 'resize_bilinear', 'Geometry', 'eval_size', 'Session', 'load', 'save_heatmap',
-           'output_name', 'build_parser', 'predict_files', 'main']
+__all__ = ['IMAGE_EXTS', 'GEOMETRIES', 'MIN_SIDE', 'MAX_PIXELS', 'META_KEY', 'SKIP_FOLDERS', 'RUNTIME_COLUMNS', 'PREDICT_OUTPUTS',
+           'BLOCKED', 'BLOCKING_PRELUDE', 'ImageError', 'ModelError', 'open_image', 'resize_bilinear', 'Geometry',
+           'eval_size', 'Session', 'load', 'input_images', 'save_heatmap', 'output_name', 'PartlyFailed',
+           'build_parser', 'check_out', 'prepare_out', 'predict_files', 'main']
 
 # %% ../nbs/13_runtime.ipynb #5df2e767
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
@@ -155,6 +156,19 @@ def eval_size(size: tuple[int, int], max_side) -> tuple[int, int]:
 # %% ../nbs/13_runtime.ipynb #9efe6866
 META_KEY = 'anomaly_fastai'
 
+def _check_bs(bs) -> int:
+    "The batch size `bs`, checked: an integer >= 1 (0 would never advance, a negative one would score nothing)."
+    if isinstance(bs, bool) or not isinstance(bs, (int, np.integer)) or bs < 1:
+        raise ValueError(f'bs: expected an integer >= 1 (images per batch), got {bs!r}')
+    return int(bs)
+
+def _open_or_error(path, keep: bool):
+    "`open_image(path)`; with `keep`, the `ImageError` it raised is returned instead (one bad file must not stop a batch)."
+    try: return open_image(path)
+    except ImageError as e:
+        if not keep: raise
+        return e
+
 def _ort():
     try: import onnxruntime
     except ImportError: raise ImportError('the runtime needs onnxruntime: `pip install onnxruntime` (or `pip install anomaly-fastai[runtime]`)') from None
@@ -164,6 +178,9 @@ class Session:
     "An exported model (.onnx) loaded in ONNX Runtime, with its preprocessing; `predict(paths)` scores image files."
     def __init__(self, path, threads: int | None = None, providers=None):
         ort, self.path = _ort(), Path(path)
+        if self.path.is_dir():
+            raise ModelError(f'{self.path}: expected an .onnx file written by `anomaly-fastai export`, found a folder; '
+                             f'a model folder is scored with `anomaly-fastai predict --model {self.path} --out DIR IMAGES...`')
         if not self.path.is_file(): raise ModelError(f'{self.path}: expected a model file written by `anomaly-fastai export --format onnx`, but there is no such file')
         so = ort.SessionOptions()
         if threads: so.intra_op_num_threads = threads
@@ -185,18 +202,22 @@ class Session:
             raise ValueError(f'expected a batch (B, 3, {self.geometry.input_size[0]}, {self.geometry.input_size[1]}), got {x.shape}')
         return dict(zip(self.outputs, self.session.run(None, {'x': x})))
 
-    def predict(self, paths, bs: int = 8, max_side: int | None = 1024, maps: bool = True) -> list[dict]:
-        "Per image file: `path`, `size` (w, h), `score`, `norm_score`, `anomalous`, `label` and `map` over the whole image (long side capped at `max_side`)."
-        paths, out = [Path(p) for p in paths], []
+    def predict(self, paths, bs: int = 8, max_side: int | None = 1024, maps: bool = True, errors: str = 'raise') -> list[dict]:
+        """Per image file: `path`, `size` (w, h), `score`, `norm_score`, `anomalous`, `label` and `map` over the whole image (long side
+        capped at `max_side`); with `errors='keep'`, an unreadable image gives `path` and `error` instead of raising `ImageError`."""
+        if errors not in ('raise', 'keep'): raise ValueError(f"errors: expected 'raise' or 'keep', got {errors!r}")
+        bs, paths, out = _check_bs(bs), [Path(p) for p in paths], []
         for b in range(0, len(paths), bs):
             batch = paths[b:b + bs]
-            imgs = [open_image(p) for p in batch]
-            x = np.stack([self.geometry.image_from(im) for im in imgs])
-            r = self.run(x)
-            for i, (p, im) in enumerate(zip(batch, imgs)):
+            imgs = [_open_or_error(p, errors == 'keep') for p in batch]
+            good = [im for im in imgs if not isinstance(im, ImageError)]
+            r, i = (self.run(np.stack([self.geometry.image_from(im) for im in good])) if good else {}), 0
+            for p, im in zip(batch, imgs):
+                if isinstance(im, ImageError): out.append(dict(path=p, error=str(im))); continue
                 out.append(dict(path=p, size=im.size, score=float(r['score'][i]), norm_score=float(r['norm_score'][i]),
                                 anomalous=bool(r['anomalous'][i]), label='anomaly' if r['anomalous'][i] else 'good',
                                 map=self.geometry.unmap(r['map'][i], eval_size(im.size, max_side)) if maps and 'map' in r else None))
+                i += 1
         return out
 
 def load(path, threads: int | None = None) -> Session:
@@ -204,15 +225,31 @@ def load(path, threads: int | None = None) -> Session:
     return Session(path, threads)
 
 # %% ../nbs/13_runtime.ipynb #9b8b3137
-def _inputs(inputs) -> list[Path]:
-    files = []
-    for i in map(Path, inputs):
-        if i.is_dir(): files += sorted(p for p in i.rglob('*') if p.suffix.lower() in IMAGE_EXTS)
-        elif i.is_file(): files.append(i)
-        else: raise ImageError(f'{i}: expected an image file or a folder of images, but it does not exist')
-    if not files: raise ImageError(f'{", ".join(map(str, inputs))}: expected images ({", ".join(IMAGE_EXTS)}), found none')
-    return files
+SKIP_FOLDERS = ('ground_truth', 'masks')  # mask folders of a dataset: not images to score
 
+def _skipped(rel: Path) -> bool:
+    "Whether a file at `rel` below a given folder is left out: in a mask or hidden folder, or hidden itself."
+    return rel.name.startswith('.') or any(d in SKIP_FOLDERS or d.startswith('.') for d in rel.parts[:-1])
+
+def input_images(inputs, out=None) -> tuple[list[Path], int]:
+    "Image files named by `inputs` (files, or folders searched recursively), and how many files in those folders were skipped."
+    out = Path(out).resolve() if out is not None else None
+    files, seen, skipped = [], set(), 0
+    def add(p: Path):
+        if (r := p.resolve()) not in seen: files.append(p); seen.add(r)
+    for i in map(Path, inputs):
+        if i.is_dir():
+            for p in sorted(i.rglob('*')):
+                if p.suffix.lower() not in IMAGE_EXTS or not p.is_file(): continue
+                if _skipped(p.relative_to(i)) or (out is not None and p.resolve().is_relative_to(out)): skipped += 1
+                else: add(p)
+        elif i.is_file(): add(i)  # named explicitly: always scored
+        else: raise ImageError(f'{i}: expected an image file or a folder of images, but it does not exist')
+    if not files: raise ImageError(f'{", ".join(map(str, inputs))}: expected images ({", ".join(IMAGE_EXTS)}), found none'
+                                   + (f' (skipped {skipped} in mask folders, hidden files or folders, or --out)' if skipped else ''))
+    return files, skipped
+
+# %% ../nbs/13_runtime.ipynb #ffedb1c4
 def _colormap(v: np.ndarray) -> np.ndarray:
     "Values in 0..1 -> RGB uint8 (a blue-cyan-yellow-red ramp)."
     stops = np.array([[0, 0, 128], [0, 128, 255], [0, 255, 255], [255, 255, 0], [255, 128, 0], [200, 0, 0]], np.float32)
@@ -232,46 +269,91 @@ def save_heatmap(path, image_path, amap: np.ndarray, vmin=None, vmax=None):
     Image.fromarray(np.concatenate([im, over], 1).astype(np.uint8)).save(path)
 
 def output_name(path, root) -> Path:
-    "The relative path (suffix .png) under which an output for image `path` is written: its path relative to `root`."
+    "Where the output (a PNG) for image `path` goes: its path relative to `root` ('..' as '__'), its whole file name + '.png' (a.jpg -> a.jpg.png)."
     rel = Path(os.path.relpath(Path(path).resolve(), Path(root).resolve()))
-    return Path(*[p if p != '..' else '__' for p in rel.parts]).with_suffix('.png')
+    rel = Path(*[p if p != '..' else '__' for p in rel.parts])
+    return rel.with_name(rel.name + '.png')  # the image's suffix kept: a.jpg and a.png never share a heatmap
+
+# %% ../nbs/13_runtime.ipynb #985790ee
+RUNTIME_COLUMNS = ('path', 'score', 'norm_score', 'label', 'heatmap', 'error')  # cli's predict adds nearest_good
+PREDICT_OUTPUTS = ('predictions.csv', 'heatmaps', 'report.html')  # what a predict run writes: --force removes these only
+
+class PartlyFailed(ValueError):
+    "Some images could not be scored, the others were (every row is written): exit status 1."
+
+def _batch_size(s: str) -> int:
+    "An argparse type: an integer >= 1."
+    try: return _check_bs(int(s))
+    except ValueError: raise argparse.ArgumentTypeError(f'expected an integer >= 1, got {s!r}') from None
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog='anomaly-fastai-run', description='Score images with an exported .onnx model (numpy, Pillow, onnxruntime only).')
     ap.add_argument('--model', required=True, help='.onnx file written by `anomaly-fastai export`')
     ap.add_argument('inputs', nargs='+', help='image files or folders of images')
     ap.add_argument('--out', required=True, help='output directory (predictions.csv, heatmaps/)')
-    ap.add_argument('--force', action='store_true', help='overwrite an existing output directory')
-    ap.add_argument('--bs', type=int, default=8, help='batch size (default 8)')
+    ap.add_argument('--force', action='store_true', help="replace a previous run's outputs in --out (other files are kept)")
+    ap.add_argument('--bs', type=_batch_size, default=8, help='batch size (default 8)')
     ap.add_argument('--no-heatmaps', action='store_true', help='write predictions.csv only')
     return ap
 
-def predict_files(model: Session, inputs, out, force: bool = False, bs: int = 8, heatmaps: bool = True) -> Path:
-    "Score the images `inputs` (files or folders) with `model`: `out`/predictions.csv and heatmaps; returns the CSV's path."
-    files, out = _inputs(inputs), Path(out)
-    if out.exists() and any(out.iterdir()) and not force: raise FileExistsError(f'{out}: output directory is not empty; pass --force to overwrite')
+def check_out(out, force: bool, hint: str = '') -> Path:
+    "Refuse `out` if it is a file, or a non-empty folder without `force` (`hint`: another way on, for the message)."
+    out = Path(out)
+    if out.exists() and not out.is_dir(): raise FileExistsError(f'{out}: expected an output folder, found a file')
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise FileExistsError(f'{out}: output directory is not empty; pass --force to replace the outputs of a previous run{hint}')
+    return out
+
+def prepare_out(out, force: bool, names=PREDICT_OUTPUTS) -> Path:
+    "Create `out`; with `force`, first remove what a previous run wrote there (`names`), nothing else."
+    out = check_out(out, force)
+    for f in (out/n for n in names if force):
+        if f.is_dir() and not f.is_symlink(): shutil.rmtree(f)
+        elif f.exists() or f.is_symlink(): f.unlink()   # a link is removed, never what it points to
     out.mkdir(parents=True, exist_ok=True)
-    lo, hi = model.map_range or (None, None)
-    root = os.path.commonpath([p.resolve().parent for p in files])
-    n_anom = 0
-    with open(out/'predictions.csv', 'w', newline='') as f:
-        w = csv.writer(f); w.writerow(['path', 'score', 'norm_score', 'label', 'heatmap'])
+    return out
+
+def predict_files(model: Session, inputs, out, force: bool = False, bs: int = 8, heatmaps: bool = True) -> Path:
+    """Score the images `inputs` (files or folders) with `model`: `out`/predictions.csv and heatmaps; returns the CSV's path.
+    Unreadable images get a row with their `error`; then `PartlyFailed` is raised."""
+    bs = _check_bs(bs)
+    check_out(out, force)                      # before listing: a wrong --out fails at once
+    files, skipped = input_images(inputs, out)
+    if skipped: print(f'skipped {skipped} files in mask folders (ground_truth/, masks/), hidden files or folders, or the output folder')
+    out = prepare_out(out, force)              # after listing: nothing is removed if there is nothing to score
+    csv_path, (lo, hi) = out/'predictions.csv', model.map_range or (None, None)
+    root = os.path.commonpath([p.resolve().parent for p in files])  # heatmaps mirror the inputs' folders below it
+    n_anom = n_err = 0
+    tty = sys.stderr.isatty()
+    with open(csv_path, 'w', newline='') as f:
+        w = csv.writer(f); w.writerow(RUNTIME_COLUMNS)
         for b in range(0, len(files), bs):
-            for r in model.predict(files[b:b + bs], bs=bs, maps=heatmaps):
+            for r in model.predict(files[b:b + bs], bs=bs, maps=heatmaps, errors='keep'):
+                if 'error' in r:
+                    n_err += 1
+                    print(f'anomaly-fastai predict: skipped {r["error"]}', file=sys.stderr)
+                    w.writerow([str(r['path']), '', '', '', '', r['error']]); continue
                 heatmap = ''
                 if r['map'] is not None:
                     heatmap = f'heatmaps/{output_name(r["path"], root).as_posix()}'
                     save_heatmap(out/heatmap, r['path'], r['map'], lo, hi)
-                w.writerow([str(r['path']), f'{r["score"]:.6g}', f'{r["norm_score"]:.6g}', r['label'], heatmap])
+                w.writerow([str(r['path']), f'{r["score"]:.6g}', f'{r["norm_score"]:.6g}', r['label'], heatmap, ''])
                 n_anom += r['anomalous']
-    print(f'{len(files)} images, {n_anom} anomalous at threshold {model.threshold:.4g}: {out/"predictions.csv"}')
-    return out/'predictions.csv'
+            f.flush()  # an interrupted run keeps every row scored so far
+            if tty: print(f'scored {min(b + bs, len(files))}/{len(files)}', file=sys.stderr, flush=True)
+    print(f'{len(files) - n_err} images scored, {n_anom} anomalous at threshold {model.threshold:.4g} (norm_score > 0.5)'
+          + (f', {n_err} could not be read' if n_err else '') + f': {csv_path}')
+    if n_err: raise PartlyFailed(f'{n_err} of {len(files)} images could not be scored (see the error column of {csv_path}); the others were')
+    return csv_path
 
 def main(argv=None):
     "Entry point of `anomaly-fastai-run` (and of `anomaly-fastai predict --model FILE.onnx`)."
     args = build_parser().parse_args(argv)
     try: predict_files(load(args.model), args.inputs, args.out, args.force, args.bs, not args.no_heatmaps)
-    except (ImageError, ModelError, FileExistsError, ImportError, ValueError) as e:
+    except PartlyFailed as e:
+        print(f'anomaly-fastai predict: {e}', file=sys.stderr)
+        sys.exit(1)
+    except (ImportError, OSError, ValueError) as e:  # ImageError, ModelError: ValueErrors; FileExistsError: an OSError
         print(f'anomaly-fastai predict: error: {e}', file=sys.stderr)
         sys.exit(2)
 

@@ -32,6 +32,7 @@ CASES = {  # small settings: each fits in seconds on 2 cores
     'patchcore': ('patchcore', dict(pre=SIZE, coreset=0.25, loo_images=16)),
     'padim': ('padim', dict(pre=SIZE, d=50)),
     'spade': ('spade', dict(pre=SIZE, k_map=10)),
+    'knn-kmap-100': ('knn', dict(pre=SIZE, k_map=100)),  # k_map beyond the 60 good images: the graph searches all of them, as the library does
     'knn-multiscale': ('knn', dict(pre=SIZE, scales=(1, 2 ** -0.5, 0.5))),  # scales 1/sqrt2 and 1/2: 45 and 32 px, resized inside the graph
     'twin': ('twin', dict(pre=SIZE, head='arcface', epochs=0, epochs_frozen=0)),
     'twin-lof-ensemble': ('twin', dict(pre=SIZE, head='l2softmax', epochs=0, epochs_frozen=0, score='lof', k=5, ensemble=2)),
@@ -184,7 +185,7 @@ def test_runtime_cli(exported, ds, tmp_path):
     r = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     rows = (tmp_path/'p'/'predictions.csv').read_text().splitlines()
-    assert rows[0] == 'path,score,norm_score,label,heatmap' and len(rows) == 1 + len(list((ds.root/'test'/'contamination').iterdir()))
+    assert rows[0] == 'path,score,norm_score,label,heatmap,error' and len(rows) == 1 + len(list((ds.root/'test'/'contamination').iterdir()))
     assert len(list((tmp_path/'p'/'heatmaps').rglob('*.png'))) == len(rows) - 1
     r = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True)   # again: the output exists
     assert r.returncode == 2 and '--force' in r.stderr and 'Traceback' not in r.stderr
