@@ -142,6 +142,7 @@ class AutoencoderDetector(Detector):
         self.map_range = float(maps[:16].median()), float(maps[:16].max())
 
     def _loo_scores(self): return self._loo
+    def _scored_as(self): return 'held-out' if self.holdout else 'in-sample'  # the threshold's good images
 
     @torch.inference_mode()
     def _score(self, x):

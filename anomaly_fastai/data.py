@@ -144,7 +144,7 @@ def csv_dataset(csv_path, name: Optional[str] = None) -> AnomalyDataset:
         with open(csv_path, newline='', encoding='utf-8-sig') as f:  # utf-8-sig: Excel's byte-order mark is not part of the first column name
             reader = csv.DictReader(f)
             cols = [(c or '').strip() for c in (reader.fieldnames or [])]
-            rows = [(reader.line_num, {(k or '').strip(): v for k, v in r.items()}) for r in reader]
+            rows = [(reader.line_num, {k.strip(): v for k, v in r.items() if k is not None}, r.get(None)) for r in reader]  # None: values past the header's
     except UnicodeDecodeError as e:
         raise DataError(f'{csv_path}: expected a UTF-8 text file ({what}), found bytes that are not text at position {e.start}') from None
     need = SPLIT_COLUMNS[:4]
@@ -153,9 +153,10 @@ def csv_dataset(csv_path, name: Optional[str] = None) -> AnomalyDataset:
         raise DataError(f'{csv_path}: expected columns {",".join(SPLIT_COLUMNS)} (mask optional); missing {", ".join(missing)}, found {",".join(cols)}')
     if not rows: raise DataError(f'{csv_path}: has a header line but no rows; expected one row per image')
     base, train, test = csv_path.parent, [], []
-    for i, r in rows:
+    for i, r, extra in rows:
         where = f'{csv_path} line {i}'
-        if any(r.get(c) is None for c in need): raise DataError(f'{where}: expected {len(cols)} comma-separated values, found fewer')
+        if extra: raise DataError(f'{where}: expected {len(cols)} comma-separated values ({",".join(cols)}), found {len(cols) + len(extra)}')
+        if any(r.get(c) is None for c in need): raise DataError(f'{where}: expected {len(cols)} comma-separated values ({",".join(cols)}), found fewer')
         split, label, dtype, image = (r[c].strip() for c in need)
         if split not in ('train', 'test'): raise DataError(f'{where}: split must be "train" or "test", found {split!r}')
         if label not in ('0', '1'): raise DataError(f'{where}: label must be 0 (good) or 1 (anomalous), found {label!r}')
@@ -327,6 +328,10 @@ def _moved(ds: AnomalyDataset, defects: list, drop_types=(), record: Optional[di
     test = [s for s in ds.test if str(s.path) not in gone and not (s.label == 1 and s.defect_type in drop_types)]
     return AnomalyDataset(ds.name, ds.root, list(ds.train), test, list(ds.defects) + list(defects), record)
 
+def _resolved(path) -> str:
+    "`path` resolved (a relative one from the working directory): `mv/a.png`, `./mv/a.png` and `$PWD/mv/a.png` are one file."
+    return str(Path(path).resolve())
+
 def _check_k(k, what='k'):
     if isinstance(k, bool) or not isinstance(k, int) or k < 0: raise ValueError(f'{what} must be an integer >= 0 (defect images per type), got {k!r}')
 
@@ -342,7 +347,7 @@ def with_defects(ds: AnomalyDataset, k: int, seed: int = 42) -> AnomalyDataset:
             raise DataError(f'{ds.root}: defect type {t!r} has {n_type} test images; expected more than k = {k} so that some are left to evaluate on')
         if k > len(samples): raise DataError(f'{ds.root}: defect type {t!r} has {len(samples)} images with a mask; expected at least k = {k}')
         moved += [samples[i] for i in sorted(rng.permutation(len(samples))[:k].tolist())]
-    record = dict(protocol='defects', k=k, seed=seed, files=[str(s.path) for s in moved])
+    record = dict(protocol='defects', k=k, seed=seed, files=[_resolved(s.path) for s in moved])
     return _moved(ds, moved, record=record)
 
 def unseen_types(ds: AnomalyDataset, train_types, k: Optional[int] = None, seed: int = 42) -> AnomalyDataset:
@@ -359,17 +364,17 @@ def unseen_types(ds: AnomalyDataset, train_types, k: Optional[int] = None, seed:
         n = len(samples) if k is None else k
         if n > len(samples): raise DataError(f'{ds.root}: defect type {t!r} has {len(samples)} images with a mask; expected at least k = {k}')
         moved += [samples[i] for i in sorted(rng.permutation(len(samples))[:n].tolist())]
-    record = dict(protocol='unseen_types', k=k, seed=seed, train_types=sorted(train_types), files=[str(s.path) for s in moved])
+    record = dict(protocol='unseen_types', k=k, seed=seed, train_types=sorted(train_types), files=[_resolved(s.path) for s in moved])
     return _moved(ds, moved, drop_types=set(train_types), record=record)
 
 def replay_defects(ds: AnomalyDataset, record: Optional[dict]) -> AnomalyDataset:
     "`ds` with the defects of `record` (a `defects_record`) moved to `.defects` again, as when the model was fitted; `ds` itself when `record` is None."
     if not record: return ds
-    by_path = {str(s.path): s for s in ds.test}
-    if missing := [f for f in record['files'] if f not in by_path]:
+    by_path = {_resolved(s.path): s for s in ds.test}  # older records hold paths relative to where `fit` ran: resolved from here
+    if missing := [f for f in record['files'] if _resolved(f) not in by_path]:
         raise DataError(f'{ds.root}: the model was fitted with defect image {missing[0]}, which is not a test image of this dataset '
                         f'({len(missing)} of {len(record["files"])} missing); expected the dataset the model was fitted on')
-    return _moved(ds, [by_path[f] for f in record['files']], drop_types=set(record.get('train_types', ())), record=record)
+    return _moved(ds, [by_path[_resolved(f)] for f in record['files']], drop_types=set(record.get('train_types', ())), record=record)
 
 # %% ../nbs/00_data.ipynb #c2ea03b7
 def _items_dsets(samples, pre: Preprocess, with_mask: bool, splits=None) -> Datasets:

@@ -19,10 +19,10 @@ from .scoring import KNNScorer, NearestNeighbours, threshold_at_frr
 from .metrics import MinMax, best_threshold, evaluate, save_heatmap
 
 # %% auto #0
-__all__ = ['DETECTORS', 'METHOD_MODULES', 'FITTED_WITH', 'REQUIRED_KEYS', 'default_device', 'register', 'all_methods',
-           'ThresholdWarning', 'frr_rule', 'Detector', 'save_detector', 'load_detector', 'score_images',
-           'score_dataset', 'evaluate_detector', 'rates_at_threshold', 'original_image', 'save_heatmaps',
-           'gaussian_blur', 'check_scales', 'pooled_embedding', 'KNNDetector', 'calibrate_threshold']
+__all__ = ['DETECTORS', 'METHOD_MODULES', 'GOOD_SCORES', 'FITTED_WITH', 'REQUIRED_KEYS', 'MODEL_FILES', 'default_device',
+           'register', 'all_methods', 'ThresholdWarning', 'frr_rule', 'Detector', 'save_detector', 'load_detector',
+           'score_images', 'score_dataset', 'evaluate_detector', 'rates_at_threshold', 'original_image',
+           'save_heatmaps', 'gaussian_blur', 'check_scales', 'pooled_embedding', 'KNNDetector', 'calibrate_threshold']
 
 # %% ../nbs/07_detector.ipynb #59483e79
 def default_device() -> torch.device:
@@ -46,17 +46,25 @@ def all_methods() -> dict:
 class ThresholdWarning(UserWarning):
     "The default threshold rests on very few good images."
 
-def frr_rule(good, threshold: float, frr: float) -> dict:
-    "How an `frr` threshold sits among the leave-one-out scores `good`, with a `warning` when one or two images set it."
+GOOD_SCORES = {  # how the good images an `frr` threshold rests on were scored: (those images, how, one of them)
+    'leave-one-out': ('good training images', 'leave-one-out', 'training image'),
+    'held-out': ('held-out good images', 'not trained on, scored by the fitted model', 'held-out image'),
+    'in-sample': ('good training images', 'in-sample, scored by the model fitted on them', 'training image')}
+
+def frr_rule(good, threshold: float, frr: float, scored: str = 'leave-one-out') -> dict:
+    "How an `frr` threshold sits among the scores `good` of good images (`scored`: a key of `GOOD_SCORES`), with a `warning` when one or two images set it."
+    if scored not in GOOD_SCORES: raise ValueError(f'scored must be one of {", ".join(GOOD_SCORES)}, got {scored!r}')
+    images, how, one = GOOD_SCORES[scored]
     good = torch.as_tensor(good).float()
     n, above = len(good), int((good > threshold).sum())
-    rule = dict(rule='frr', frr=frr, n_good=n, n_above=above,
-                text=f'flags {frr:.1%} of {n} good training images (leave-one-out): {above} of them score above it')
+    rule = dict(rule='frr', frr=frr, n_good=n, n_above=above, scored=scored,
+                text=f'flags {frr:.1%} of {n} {images} ({how}): {above} of them score above it')
     if above <= 1:
         which = 'highest score' if above == 0 else 'two highest scores'
-        rule['warning'] = (f'the threshold rests on the {which} of the {n} good training images ({frr:.1%} of {n} is {frr * n:.1f} image): '
-                           f'one unusual training image moves it; use about {math.ceil(2 / frr) + 1 if frr > 0 else "many"} good images, '
-                           'or set it on labelled images (fit --val)')
+        need = math.ceil(2 / frr) + 1 if frr > 0 else 'many'
+        more = f'hold out about {need} good images (more good images or a larger holdout)' if scored == 'held-out' else f'use about {need} good images'
+        rule['warning'] = (f'the threshold rests on the {which} of the {n} {images} ({frr:.1%} of {n} is {frr * n:.1f} image): '
+                           f'one unusual {one} moves it; {more}, or set it on labelled images (fit --val)')
     return rule
 
 class Detector:
@@ -77,6 +85,7 @@ class Detector:
     def _fit(self, ds: AnomalyDataset, bs: int, progress: bool): raise NotImplementedError
     def _score(self, x: torch.Tensor) -> dict: raise NotImplementedError   # {'scores': (B,), 'maps': (B,H,W) at x's size or None, 'nearest': (B,) or None}
     def _loo_scores(self) -> torch.Tensor: raise NotImplementedError
+    def _scored_as(self) -> str: return 'leave-one-out'  # how `_loo_scores` scored the good images (a key of `GOOD_SCORES`)
     def _state(self) -> dict: return {}
     def _load_state(self, state: dict): pass
     def _check_fit(self, ds: AnomalyDataset): pass  # raise ValueError if the parameters cannot work with `ds`, before any slow work
@@ -89,7 +98,7 @@ class Detector:
         self._check_fit(ds)
         torch.manual_seed(self.seed); np.random.seed(self.seed)
         t0 = time.perf_counter()
-        self.train_paths = [str(s.path) for s in ds.train]
+        self.train_paths = [str(Path(s.path).resolve()) for s in ds.train]  # not relative to where `fit` ran: a model names them from anywhere
         self.pre = self.pre.resolved(self.train_paths)  # `fit` geometry: the input size follows the training images
         self._fit(ds, bs, progress)
         good = self._loo_scores().float().cpu()
@@ -99,7 +108,7 @@ class Detector:
         self.norm = MinMax().fit(good)
         self.threshold, self.calibration = threshold_at_frr(good, self.frr), None
         if not math.isfinite(self.threshold): raise ValueError(f'the threshold came out {self.threshold}; expected a finite number')
-        self.threshold_rule = frr_rule(good, self.threshold, self.frr)
+        self.threshold_rule = frr_rule(good, self.threshold, self.frr, self._scored_as())
         if 'warning' in self.threshold_rule: warnings.warn(self.threshold_rule['warning'], ThresholdWarning, stacklevel=2)
         self.fit_seconds = time.perf_counter() - t0
         return self
@@ -168,6 +177,7 @@ class Detector:
 # %% ../nbs/07_detector.ipynb #ff48d2fa
 FITTED_WITH = ('method', 'backbone', 'pretrained', 'preprocess', 'params')  # config.json entries the state depends on
 REQUIRED_KEYS = ('method', 'backbone', 'preprocess', 'params', 'threshold', 'norm', 'train_paths')
+MODEL_FILES = ('config.json', 'state.pt')  # what `save_detector` writes, and so all that `force` replaces
 
 def _to(o, device):
     "The tensors of a (nested) state, detached and on `device`."
@@ -190,6 +200,22 @@ def _sha256(path) -> str:
 
 def _fsync(path):
     with open(path, 'rb') as f: os.fsync(f.fileno())
+
+def _swap_in(tmp: Path, path: Path):
+    "Rename the new model folder `tmp` to `path`, moving the entries of the old `path` that are not `MODEL_FILES` into it first; as it was if this fails."
+    kept, old = [], None
+    try:
+        for p in sorted(path.iterdir()):
+            if p.name not in MODEL_FILES: os.replace(p, tmp/p.name); kept.append(p.name)
+        old = Path(tempfile.mkdtemp(prefix=f'.{path.name}.old-', dir=path.parent))
+        os.replace(path, old/path.name)  # the previous model stays whole until the new one is in place
+        os.replace(tmp, path)
+    except BaseException:
+        if old is not None and not path.exists(): os.replace(old/path.name, path)
+        for n in kept: os.replace(tmp/n, path/n)  # the user's entries go back beside the previous model
+        if old is not None: old.rmdir()
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 def save_detector(det: Detector, path, force: bool = False) -> Path:
     "Write `det` to the directory `path` (config.json + state.pt), atomically: written beside it, then renamed into place."
@@ -215,14 +241,13 @@ def save_detector(det: Detector, path, force: bool = False) -> Path:
         cfg['fingerprint'] = dict(sha256=_sha256(tmp/'state.pt'), bytes=(tmp/'state.pt').stat().st_size, shapes=_shapes(state),
                                   **{k: cfg[k] for k in FITTED_WITH})
         (tmp/'config.json').write_text(json.dumps(cfg, indent=2, allow_nan=False)); _fsync(tmp/'config.json')
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f'.{path.name}.old-', dir=path.parent))
-            os.replace(path, old/path.name)  # the previous model stays whole until the new one is in place
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
+        if path.exists(): _swap_in(tmp, path)
         else: os.replace(tmp, path)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp.exists():
+            for n in MODEL_FILES: (tmp/n).unlink(missing_ok=True)
+            try: tmp.rmdir()
+            except OSError: pass  # never delete the user's entries: if they could not go back, they wait in `tmp`
         raise
     return path
 

@@ -259,6 +259,7 @@ class FlowDetector(FeatureMapDetector):
         self._set_map_range(maps[:16])
 
     def _loo_scores(self): return self._loo
+    def _scored_as(self): return 'held-out' if self.holdout else 'in-sample'  # the threshold's good images
 
     @torch.inference_mode()
     def _score(self, x):

@@ -95,7 +95,7 @@ class Report:
         self.rows.append(dict(category=ds.name, method=det.label, backbone=det.backbone_name,
                               **{k: metrics.get(k, float('nan')) for k in ('image_auroc', 'pixel_auroc', 'pro', 'f1')},
                               **{'tpr@thr': metrics.get('tpr_at_threshold'), 'tnr@thr': metrics.get('tnr_at_threshold')}))
-        how = (det.calibration or {}).get('source') or f'flags {det.frr:.1%} of the good training images (leave-one-out)'
+        how = (det.calibration or {}).get('source') or (det.threshold_rule or {}).get('text') or f'flags {det.frr:.1%} of the good training images'
         parts = [f'<section id="{html.escape(ds.name)}"><h2>{html.escape(ds.name)}: {html.escape(det.label)} ({html.escape(det.backbone_name)})</h2>',
                  f'<p class="meta">{len(y)} test images ({int(y.sum())} anomalous, {int((~y).sum())} good); threshold '
                  f'{det.threshold:.4g}: {html.escape(how)}</p>', self._confusion(cm), self._figures(det, y, s), self._gallery(det, ds, res), '</section>']

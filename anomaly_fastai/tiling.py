@@ -78,7 +78,7 @@ class TiledDetector(Detector):
         H, W = self.pre.input_size
         if min(H, W) < self.tile: raise ValueError(f'tile ({self.tile}) is larger than the images ({H} x {W} as laid out): use a smaller --tile, or no tiling')
         T = self.tile
-        tiles = [Sample(Tile(s.path, (l, t, l + T, t + T), self.pre), 0, 'good') for s in ds.train for t, l in self.grid]
+        tiles = [Sample(Tile(Path(s.path).resolve(), (l, t, l + T, t + T), self.pre), 0, 'good') for s in ds.train for t, l in self.grid]  # named from anywhere
         self.tile_image = torch.arange(len(ds.train)).repeat_interleave(len(self.grid))  # source image of every tile
         self.inner.train_paths = [str(s.path) for s in tiles]
         self.inner._fit(AnomalyDataset(f'{ds.name} tiles', ds.root, tiles, []), bs, progress)
