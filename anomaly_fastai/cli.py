@@ -4,13 +4,13 @@
 
 # %% ../nbs/09_cli.ipynb #dbe74b4b
 from __future__ import annotations
-import argparse, csv, inspect, math, os, shutil, sys, warnings
+import argparse, csv, hashlib, inspect, json, math, os, sys, warnings
 from pathlib import Path
-from .runtime import GEOMETRIES  # torch-free, so --help answers at once
+from .runtime import GEOMETRIES, PREDICT_OUTPUTS, PartlyFailed, check_out, input_images, prepare_out  # torch-free, so --help answers at once
 
 # %% auto #0
-__all__ = ['METHOD_OPTIONS', 'OUTPUT_NAMES', 'PREDICT_COLUMNS', 'SKIP_FOLDERS', 'COMMANDS', 'USER_ERRORS', 'build_parser',
-           'PartlyFailed', 'result_row', 'cmd_fit', 'cmd_test', 'cmd_bench', 'cmd_export', 'cmd_predict', 'main']
+__all__ = ['METHOD_OPTIONS', 'OUTPUT_NAMES', 'PREDICT_COLUMNS', 'RUN_FILE', 'COMMANDS', 'USER_ERRORS', 'build_parser',
+           'result_row', 'cmd_fit', 'cmd_test', 'cmd_bench', 'cmd_export', 'cmd_predict', 'main']
 
 # %% ../nbs/09_cli.ipynb #5888bbf8
 class _Parser(argparse.ArgumentParser):
@@ -88,7 +88,7 @@ def _fit_args(p):
     p.add_argument('--latent', type=_number(int, 1), help='bottleneck size (autoencoder, default 100)')
     p.add_argument('--loss', help='reconstruction loss and map (autoencoder): ssim (default), l2')
     p.add_argument('--color', help='autoencoder input (autoencoder): rgb (default), gray')
-    p.add_argument('--augment', help='training augmentation (autoencoder): flip (default), none')
+    p.add_argument('--augment', help='training augmentation (autoencoder): flip (default), rotate (flips and quarter turns, square inputs), none')
     p.add_argument('--defects', type=_number(int, 0), help='train on K labelled defect images (with masks) per defect type of --data\'s test set, '
                    'seeded; they leave the test set, and test on the same data drops them again (flow)')
     p.add_argument('--unseen-types', dest='unseen_types', help='train on all defects (with masks) of these comma-separated defect types; '
@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     _out_args(p, 'predictions.csv, heatmaps/')
     p.add_argument('--bs', type=_number(int, 1), default=32, help='batch size (default 32)')
     p.add_argument('--no-heatmaps', action='store_true', help='write predictions.csv only')
-    p.add_argument('--resume', action='store_true', help='continue an interrupted run: images already in predictions.csv are skipped')
+    p.add_argument('--resume', action='store_true', help='continue an interrupted run with the same model: images already scored in predictions.csv are skipped, those that failed are tried again')
     p = sub.add_parser('bench', help='fit and test on one or more categories; one results table')
     _data_args(p); _fit_args(p); _out_args(p, 'results.csv, results.md, heatmaps/<category>/')
     p.add_argument('--bs', type=_number(int, 1), default=32, help='batch size (default 32)')
@@ -132,10 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 # %% ../nbs/09_cli.ipynb #18471294
-OUTPUT_NAMES = ('results.csv', 'results.md', 'predictions.csv', 'report.html', 'heatmaps')  # what test, bench and predict write: --force removes these only
-
-class PartlyFailed(Exception):
-    "Some inputs could not be processed, the others were: exit status 1."
+OUTPUT_NAMES = ('results.csv', 'results.md', 'predict.json', *PREDICT_OUTPUTS)  # what test, bench and predict write: --force removes these only
 
 def _methods() -> dict:
     "The registry of methods, with every method module imported (lazily: `--help` needs no torch)."
@@ -144,22 +141,11 @@ def _methods() -> dict:
 
 def _check_out(args, resume: bool = False) -> Path:
     "Refuse `--out` if it is a file, or a non-empty folder without --force (or --resume)."
-    out = Path(args.out)
-    if out.exists() and not out.is_dir(): raise FileExistsError(f'{out}: expected an output folder, found a file')
-    if out.is_dir() and any(out.iterdir()) and not (args.force or resume):
-        raise FileExistsError(f'{out}: output directory is not empty; pass --force to replace the outputs of a previous run'
-                              + (', or --resume to continue it' if args.command == 'predict' else ''))
-    return out
+    return check_out(args.out, args.force or resume, ', or --resume to continue it' if args.command == 'predict' else '')
 
 def _prepare_out(args) -> Path:
     "Create `--out`; with --force, remove the outputs a previous run wrote there (`OUTPUT_NAMES`), nothing else."
-    out = _check_out(args)
-    if args.force and out.is_dir():
-        for f in (out/n for n in OUTPUT_NAMES):
-            if f.is_dir() and not f.is_symlink(): shutil.rmtree(f)
-            elif f.exists() or f.is_symlink(): f.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    return prepare_out(args.out, args.force, OUTPUT_NAMES)
 
 def _out_dir(args) -> Path:
     "Check and prepare `--out` at once."
@@ -266,6 +252,7 @@ def cmd_bench(args):
     _check_out(args)
     cats = [c.strip() for c in args.category.split(',')] if args.category else [None]
     if '' in cats: raise ValueError(f'--category {args.category!r}: expected comma-separated category names, found an empty one')
+    if len(set(cats)) < len(cats): raise ValueError(f'--category {args.category!r}: expected each category once, found one twice')
     dss = [_with_defects(args, _dataset(args.data, cat, need_test=True)) for cat in cats]  # every category is checked before the first fit
     for ds in dss: _check_k(args, ds)
     det = _make_detector(args)
@@ -289,35 +276,25 @@ def cmd_export(args):
 
 # %% ../nbs/09_cli.ipynb #973ca6cf
 PREDICT_COLUMNS = ('path', 'score', 'norm_score', 'label', 'nearest_good', 'heatmap', 'error')
-SKIP_FOLDERS = ('ground_truth', 'masks')  # mask folders of a dataset: not images to score
+RUN_FILE = 'predict.json'  # the model and the heatmaps' root folder of a predict run, for --resume
 
-def _input_images(inputs, out=None) -> tuple[list[Path], int]:
-    "Image files named by `inputs` (files, or folders searched recursively), and how many files in those folders were skipped."
-    from anomaly_fastai.data import DataError, IMAGE_EXTS
-    out = Path(out).resolve() if out is not None else None
-    files, seen, skipped = [], set(), 0
-    for i in map(Path, inputs):
-        if i.is_dir():
-            for p in sorted(i.rglob('*')):
-                if p.suffix.lower() not in IMAGE_EXTS or not p.is_file(): continue
-                r = p.resolve()
-                if any(d in SKIP_FOLDERS or d.startswith('.') for d in p.relative_to(i).parts[:-1]) or (out is not None and r.is_relative_to(out)):
-                    skipped += 1; continue
-                if r not in seen: files.append(p); seen.add(r)
-        elif i.is_file():
-            if i.resolve() not in seen: files.append(i); seen.add(i.resolve())
-        else: raise DataError(f'{i}: expected an image file or a folder of images, but it does not exist')
-    if not files: raise DataError(f'{", ".join(map(str, inputs))}: expected images ({", ".join(IMAGE_EXTS)}), found none'
-                                  + (f' (skipped {skipped} in mask folders or --out)' if skipped else ''))
-    return files, skipped
+def _model_id(model) -> str:
+    "What identifies a saved model: the checksum of its config.json (its threshold, and the checksum of its state)."
+    return hashlib.sha256((Path(model)/'config.json').read_bytes()).hexdigest()
 
-def _done(csv_path: Path) -> set[str]:
-    "Resolved paths of the images already in a predictions.csv (for --resume)."
+def _resumed(out: Path, model) -> tuple[str, list[dict]]:
+    "For --resume: the heatmaps' root folder of the run in `out`, and its rows that hold a score (failed images are tried again)."
+    run_file, csv_path = out/RUN_FILE, out/'predictions.csv'
+    if not run_file.is_file(): raise ValueError(f'{out}: --resume expected {RUN_FILE} beside predictions.csv (predict writes it), found none; run again with --force')
+    run = json.loads(run_file.read_text())
+    if run.get('model_id') != _model_id(model):
+        raise ValueError(f'{out}: --resume continues a run with the same model, but these predictions come from {run.get("model")}, not {model}; '
+                         'choose another --out, or pass --force to replace them')
     with open(csv_path, newline='', encoding='utf-8-sig') as f:
         reader = csv.DictReader(f)
         if tuple(reader.fieldnames or ()) != PREDICT_COLUMNS:
             raise ValueError(f'{csv_path}: expected the columns {",".join(PREDICT_COLUMNS)} of a predictions.csv to resume, found {",".join(reader.fieldnames or [])}')
-        return {str(Path(r['path']).resolve()) for r in reader if r.get('path')}
+        return run['root'], [r for r in reader if r.get('path') and not r.get('error')]
 
 def cmd_predict(args):
     if args.model.endswith('.onnx'):
@@ -329,21 +306,30 @@ def cmd_predict(args):
     if args.resume and args.force: raise ValueError('--resume and --force: expected one of them (--resume continues a run, --force replaces it), found both')
     _check_out(args, resume=args.resume); _methods()
     det = load_detector(args.model)
-    files, skipped = _input_images(args.inputs, args.out)
-    if skipped: print(f'skipped {skipped} files in mask folders (ground_truth/, masks/), hidden folders or the output folder')
-    csv_path = Path(args.out)/'predictions.csv'
+    files, skipped = input_images(args.inputs, args.out)
+    if skipped: print(f'skipped {skipped} files in mask folders (ground_truth/, masks/), hidden files or folders, or the output folder')
+    out = Path(args.out)
+    csv_path = out/'predictions.csv'
     resuming = args.resume and csv_path.is_file()
-    done = _done(csv_path) if resuming else set()
+    if args.resume and not resuming and out.is_dir() and any(out.iterdir()):
+        raise FileExistsError(f'{out}: --resume found no predictions.csv to continue, and the folder is not empty; choose an empty --out, '
+                              'or pass --force (instead of --resume) to replace the outputs of a previous run')
+    # heatmaps mirror the inputs' folders below `root`; a resumed run keeps the first run's, so that names never collide
+    root, kept = _resumed(out, args.model) if resuming else (os.path.commonpath([p.resolve().parent for p in files]), [])
+    done = {str(Path(r['path']).resolve()) for r in kept}
     todo = [p for p in files if str(p.resolve()) not in done]
-    out = Path(args.out) if resuming else _prepare_out(args)
-    out.mkdir(parents=True, exist_ok=True)
     if resuming: print(f'resuming: {len(files) - len(todo)} of {len(files)} images are already in {csv_path}')
+    else:
+        _prepare_out(args)
+        (out/RUN_FILE).write_text(json.dumps(dict(model=str(Path(args.model).resolve()), model_id=_model_id(args.model), root=root), indent=2))
+    tmp = csv_path.with_name('.predictions.csv.tmp')  # the kept rows replace the old file at once: an interrupt loses nothing
+    with open(tmp, 'w', newline='') as f:
+        w = csv.writer(f); w.writerow(PREDICT_COLUMNS); w.writerows([r[c] for c in PREDICT_COLUMNS] for r in kept)
+    os.replace(tmp, csv_path)
     lo, hi = det.map_range or (None, None)
-    root = os.path.commonpath([p.resolve().parent for p in files])  # heatmaps mirror the inputs' folders below it
     n_anom = n_err = 0
-    with open(csv_path, 'a' if resuming else 'w', newline='') as f:
+    with open(csv_path, 'a', newline='') as f:
         w = csv.writer(f)
-        if not resuming: w.writerow(PREDICT_COLUMNS)
         for r in score_images(det, todo, args.bs, max_side=1024, errors='keep'):
             if 'error' in r:
                 n_err += 1
