@@ -17,7 +17,7 @@ from anomaly_fastai.cli import result_row
 from anomaly_fastai.data import Preprocess
 from anomaly_fastai.detector import all_methods, evaluate_detector
 from anomaly_fastai.metrics import ResultsTable
-from common import bench_datasets, bench_parser, device_name, emit_row, run_child
+from common import bench_datasets, bench_parser, device_name, emit_row, run_child, saved_rows
 
 def state_mb(o) -> float:
     "Megabytes of the tensors in a (nested) state dict."
@@ -33,7 +33,7 @@ def one_run(a):
     det = all_methods()[a.one['method']](a.one['backbone'], Preprocess(a.size), seed=a.seed, **params).fit(ds, progress=False)
     print(f'fitted in {det.fit_seconds:.1f} s', file=sys.stderr, flush=True)
     m, _ = evaluate_detector(det, ds, progress=False)
-    row = result_row(det, ds, m) | dict(input=f'{det.pre.input_size[0]}x{det.pre.input_size[1]}',
+    row = result_row(det, ds, m) | params | dict(input=f'{det.pre.input_size[0]}x{det.pre.input_size[1]}',
                                         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                                         state_mb=state_mb(det._state()), device=device_name())
     emit_row(row)
@@ -43,10 +43,12 @@ def main():
     ap.add_argument('--methods', default='patchcore,padim,spade', help='comma-separated, from: patchcore, padim, spade')
     ap.add_argument('--size', type=int, default=256, help='short side of the model input (default 256, the library default)')
     ap.add_argument('--search', default='torch', help="PatchCore's search backend: torch, faiss, faiss-ivf, faiss-hnsw")
+    ap.add_argument('--append', action='store_true', help='add the rows to an existing results table')
     ap.add_argument('--one', type=json.loads, help=argparse.SUPPRESS)  # internal: one run, in a child process
     a = ap.parse_args()
     if a.one: return one_run(a)
-    out, table = Path(a.out), ResultsTable()
+    out = Path(a.out)
+    table = saved_rows(out) if a.append else ResultsTable()
     for ds in a.datasets.split(','):
         for method in a.methods.split(','):
             for bb in a.backbones.split(','):
