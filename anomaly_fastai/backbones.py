@@ -15,7 +15,7 @@ from torch import nn, Tensor
 
 # %% auto #0
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'Normalize', 'NormalizedBody', 'Backbone', 'WeightsUnavailableError', 'TimmFeatures',
-           'list_backbones', 'tuned_backbone', 'get_backbone', 'FeatureExtractor', 'extract_features']
+           'list_backbones', 'tuned_backbone', 'get_backbone', 'FeatureExtractor', 'module_names', 'extract_features']
 
 # %% ../nbs/01_backbones.ipynb #53b7c266
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -318,6 +318,15 @@ def _device_of(model: nn.Module) -> torch.device:
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device('cpu')
 
+def module_names(backbone: Backbone, layers) -> list[str]:
+    "The module names of `layers` (keys of `backbone.layers` or module names): a clear error for any other, before any work."
+    modules, names = dict(backbone.model.named_modules()), []
+    for l in layers:
+        if l in backbone.layers: names.append(backbone.layers[l])
+        elif l in modules: names.append(l)
+        else: raise ValueError(f"{l!r} is neither a key of backbone.layers {list(backbone.layers)} nor a module name of {backbone.name!r}")
+    return names
+
 def extract_features(backbone: Backbone, x: Tensor, layers=('stride8', 'stride16'), device=None, bs: int = 32) -> dict:
     """Maps of `layers` (keys of `backbone.layers` or module names) for images `x` (0..1 RGB, `(N,3,H,W)`), in batches of
     `bs` under `torch.inference_mode` with the model in eval mode (restored after). Runs on `device` (default: the
@@ -326,11 +335,7 @@ def extract_features(backbone: Backbone, x: Tensor, layers=('stride8', 'stride16
     model = backbone.model
     dev = torch.device(device) if device is not None else _device_of(model)
     if device is not None: model.to(dev)
-    names = []
-    for l in layers:
-        if l in backbone.layers: names.append(backbone.layers[l])
-        elif l in dict(model.named_modules()): names.append(l)
-        else: raise ValueError(f"{l!r} is neither a key of backbone.layers {list(backbone.layers)} nor a module name of {backbone.name!r}")
+    names = module_names(backbone, layers)
     was_training = model.training
     model.eval()
     outs = {l: [] for l in layers}

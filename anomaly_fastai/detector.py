@@ -14,7 +14,7 @@ from . import __version__
 from PIL import Image
 from .data import AnomalyDataset, DataError, Preprocess, Sample, image_size, to_tensor, train_dls, _open
 from .runtime import ImageError, eval_size, output_name
-from .backbones import Backbone, get_backbone, extract_features, tuned_backbone
+from .backbones import Backbone, get_backbone, extract_features, module_names, tuned_backbone
 from .scoring import KNNScorer, NearestNeighbours, threshold_at_frr
 from .metrics import MinMax, best_threshold, evaluate, save_heatmap
 
@@ -451,6 +451,7 @@ class KNNDetector(Detector):
         super().__init__(backbone, pre, k=k, k_map=k_map, map_layer=map_layer, scales=scales, **kw)
         self.k, self.k_map, self.map_layer, self.scales = k, k_map, map_layer, scales
         self.backbone = get_backbone(backbone, pretrained=self.pretrained)
+        module_names(self.backbone, map_layer.split(','))  # a wrong map_layer fails here, not after feature extraction began
         self.backbone.model.to(self.device).eval()
 
     def _check_fit(self, ds):
