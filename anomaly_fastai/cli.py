@@ -6,10 +6,10 @@
 from __future__ import annotations
 import argparse, csv, hashlib, inspect, json, math, os, sys, warnings
 from pathlib import Path
-from .runtime import GEOMETRIES, PREDICT_OUTPUTS, PartlyFailed, check_out, input_images, prepare_out  # torch-free, so --help answers at once
+from .runtime import GEOMETRIES, PREDICT_OUTPUTS, PartlyFailed, check_out, input_images, prepare_out, run_summary  # torch-free, so --help answers at once
 
 # %% auto #0
-__all__ = ['METHOD_OPTIONS', 'OUTPUT_NAMES', 'PREDICT_COLUMNS', 'RUN_FILE', 'COMMANDS', 'USER_ERRORS', 'build_parser',
+__all__ = ['METHOD_OPTIONS', 'RUN_FILE', 'OUTPUT_NAMES', 'PREDICT_COLUMNS', 'COMMANDS', 'USER_ERRORS', 'build_parser',
            'result_row', 'cmd_fit', 'cmd_test', 'cmd_bench', 'cmd_export', 'cmd_predict', 'main']
 
 # %% ../nbs/09_cli.ipynb #5888bbf8
@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 # %% ../nbs/09_cli.ipynb #18471294
-OUTPUT_NAMES = ('results.csv', 'results.md', 'predict.json', *PREDICT_OUTPUTS)  # what test, bench and predict write: --force removes these only
+RUN_FILE = 'predict.json'  # the model and the heatmaps' root folder of a predict run, for --resume
+OUTPUT_NAMES = ('results.csv', 'results.md', RUN_FILE, *PREDICT_OUTPUTS)  # what test, bench and predict write: --force removes these only
 
 def _methods() -> dict:
     "The registry of methods, with every method module imported (lazily: `--help` needs no torch)."
@@ -276,7 +277,6 @@ def cmd_export(args):
 
 # %% ../nbs/09_cli.ipynb #973ca6cf
 PREDICT_COLUMNS = ('path', 'score', 'norm_score', 'label', 'nearest_good', 'heatmap', 'error')
-RUN_FILE = 'predict.json'  # the model and the heatmaps' root folder of a predict run, for --resume
 
 def _model_id(model) -> str:
     "What identifies a saved model: the checksum of its config.json (its threshold, and the checksum of its state)."
@@ -343,9 +343,7 @@ def cmd_predict(args):
                 w.writerow([str(r['path']), f'{r["score"]:.6g}', f'{r["norm_score"]:.6g}', r['label'], r['nearest'] or '', heatmap, ''])
                 n_anom += r['label'] == 'anomaly'
             f.flush()  # an interrupted run keeps every row scored so far
-    print(f'{len(todo) - n_err} images scored, {n_anom} anomalous at threshold {det.threshold:.4g} (norm_score > 0.5)'
-          + (f', {n_err} could not be read' if n_err else '') + f': {csv_path}')
-    if n_err: raise PartlyFailed(f'{n_err} of {len(todo)} images could not be scored (see the error column of {csv_path}); the others were')
+    run_summary(len(todo), n_err, n_anom, det.threshold, csv_path)
 
 # %% ../nbs/09_cli.ipynb #e8fd55ad
 COMMANDS = dict(fit=cmd_fit, test=cmd_test, predict=cmd_predict, bench=cmd_bench, export=cmd_export)

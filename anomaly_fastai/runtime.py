@@ -12,7 +12,7 @@ from PIL import Image, UnidentifiedImageError
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'GEOMETRIES', 'MIN_SIDE', 'MAX_PIXELS', 'META_KEY', 'SKIP_FOLDERS', 'RUNTIME_COLUMNS', 'PREDICT_OUTPUTS',
            'BLOCKED', 'BLOCKING_PRELUDE', 'ImageError', 'ModelError', 'open_image', 'resize_bilinear', 'Geometry',
-           'eval_size', 'Session', 'load', 'input_images', 'save_heatmap', 'output_name', 'PartlyFailed',
+           'eval_size', 'Session', 'load', 'input_images', 'save_heatmap', 'output_name', 'PartlyFailed', 'run_summary',
            'build_parser', 'check_out', 'prepare_out', 'predict_files', 'main']
 
 # %% ../nbs/13_runtime.ipynb #5df2e767
@@ -281,6 +281,12 @@ PREDICT_OUTPUTS = ('predictions.csv', 'heatmaps', 'report.html')  # what a predi
 class PartlyFailed(ValueError):
     "Some images could not be scored, the others were (every row is written): exit status 1."
 
+def run_summary(n: int, n_err: int, n_anom: int, threshold: float, csv_path):
+    "Print what a predict run over `n` images did (both `predict` paths); raise `PartlyFailed` when `n_err` of them could not be scored."
+    print(f'{n - n_err} images scored, {n_anom} anomalous at threshold {threshold:.4g} (norm_score > 0.5)'
+          + (f', {n_err} could not be read' if n_err else '') + f': {csv_path}')
+    if n_err: raise PartlyFailed(f'{n_err} of {n} images could not be scored (see the error column of {csv_path}); the others were')
+
 def _batch_size(s: str) -> int:
     "An argparse type: an integer >= 1."
     try: return _check_bs(int(s))
@@ -341,9 +347,7 @@ def predict_files(model: Session, inputs, out, force: bool = False, bs: int = 8,
                 n_anom += r['anomalous']
             f.flush()  # an interrupted run keeps every row scored so far
             if tty: print(f'scored {min(b + bs, len(files))}/{len(files)}', file=sys.stderr, flush=True)
-    print(f'{len(files) - n_err} images scored, {n_anom} anomalous at threshold {model.threshold:.4g} (norm_score > 0.5)'
-          + (f', {n_err} could not be read' if n_err else '') + f': {csv_path}')
-    if n_err: raise PartlyFailed(f'{n_err} of {len(files)} images could not be scored (see the error column of {csv_path}); the others were')
+    run_summary(len(files), n_err, n_anom, model.threshold, csv_path)
     return csv_path
 
 def main(argv=None):
