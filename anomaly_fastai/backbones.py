@@ -15,7 +15,8 @@ from torch import nn, Tensor
 
 # %% auto #0
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'Normalize', 'NormalizedBody', 'Backbone', 'WeightsUnavailableError', 'TimmFeatures',
-           'list_backbones', 'tuned_backbone', 'get_backbone', 'FeatureExtractor', 'module_names', 'extract_features']
+           'list_backbones', 'tuned_backbone', 'get_backbone', 'FeatureExtractor', 'module_names', 'extract_features',
+           'feature_taps']
 
 # %% ../nbs/01_backbones.ipynb #53b7c266
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -347,3 +348,46 @@ def extract_features(backbone: Backbone, x: Tensor, layers=('stride8', 'stride16
                 for l, n in zip(layers, names): outs[l].append(f[n])
             return {l: torch.cat(v).contiguous() for l, v in outs.items()}
     finally: model.train(was_training)
+
+# %% ../nbs/01_backbones.ipynb #402a55c8
+class _HookTaps(nn.Module):
+    "Outputs of the modules `names` of `model`, read by forward hooks in one full forward pass (any model)."
+    def __init__(self, model: nn.Module, names):
+        super().__init__()
+        self.model, self.names = model, list(names)
+
+    def forward(self, x):
+        out, mods = {}, dict(self.model.named_modules())
+        hooks = [mods[n].register_forward_hook(lambda m, i, o, n=n: out.__setitem__(n, o)) for n in self.names]
+        try: self.model(x)
+        finally:
+            for h in hooks: h.remove()
+        return [out[n] for n in self.names]
+
+class _FxTaps(nn.Module):
+    "Outputs of the modules `names` of `model`, the graph cut after the last of them (torch.fx; it shares `model`'s parameters)."
+    def __init__(self, model: nn.Module, names):
+        super().__init__()
+        from torchvision.models.feature_extraction import create_feature_extractor
+        self.n = len(names)
+        self.fx = create_feature_extractor(model, return_nodes={n: str(i) for i, n in enumerate(names)})
+
+    def forward(self, x):
+        out = self.fx(x)
+        return [out[str(i)] for i in range(self.n)]
+
+class _ChannelsLast(nn.Module):
+    "`taps` on a channels-last batch, as `extract_features` runs every CPU batch (same kernels, same maps); the maps come back contiguous."
+    def __init__(self, taps: nn.Module):
+        super().__init__()
+        self.taps = taps
+
+    def forward(self, x): return [m.contiguous() for m in self.taps(x.contiguous(memory_format=torch.channels_last))]
+
+def feature_taps(backbone: Backbone, layers) -> nn.Module:
+    "A module on `backbone`'s model (shared, in eval mode): images (B, 3, H, W) in 0..1 -> list of the maps of `layers` (keys of `backbone.layers` or module names)."
+    names = module_names(backbone, layers)
+    model = backbone.model.eval()
+    try: taps = _FxTaps(model, names)
+    except Exception: taps = _HookTaps(model, names)  # e.g. timm models, whose control flow torch.fx cannot trace
+    return _ChannelsLast(taps).eval()

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Optional
 import numpy as np, torch
 import torch.nn.functional as F
+from torch import nn
 from fastprogress.fastprogress import progress_bar
 from . import __version__
 from PIL import Image
@@ -80,10 +81,11 @@ class Detector:
         self.calibration = None  # how the threshold was set, when not from `frr`
         self.threshold_rule = None  # how the threshold was set (frr or labelled images), with a warning when few images set it
         self.map_range = None  # (low, high) display range of anomaly maps, for methods that make maps
+        self._module = None  # built from the fitted state on first use of `module`
 
     # -- what a method implements
     def _fit(self, ds: AnomalyDataset, bs: int, progress: bool): raise NotImplementedError
-    def _score(self, x: torch.Tensor) -> dict: raise NotImplementedError   # {'scores': (B,), 'maps': (B,H,W) at x's size or None, 'nearest': (B,) or None}
+    def _scoring_module(self) -> nn.Module: raise NotImplementedError  # the forward-only module of the fitted state (see `module`)
     def _loo_scores(self) -> torch.Tensor: raise NotImplementedError
     def _scored_as(self) -> str: return 'leave-one-out'  # how `_loo_scores` scored the good images (a key of `GOOD_SCORES`)
     def _state(self) -> dict: return {}
@@ -100,6 +102,7 @@ class Detector:
         t0 = time.perf_counter()
         self.train_paths = [str(Path(s.path).resolve()) for s in ds.train]  # not relative to where `fit` ran: a model names them from anywhere
         self.pre = self.pre.resolved(self.train_paths)  # `fit` geometry: the input size follows the training images
+        self._module = None  # a refit scores with a module of the new state
         self._fit(ds, bs, progress)
         good = self._loo_scores().float().cpu()
         if bad := int((~torch.isfinite(good)).sum()):
@@ -121,11 +124,20 @@ class Detector:
     def _check_fitted(self):
         if self.threshold is None: raise RuntimeError(f'this {type(self).__name__} is not fitted: call fit(dataset) or load_detector(path) first')
 
+    @property
+    def module(self) -> nn.Module:
+        """The method's forward-only scoring module, on `device`, built from the fitted state on first use: a batch (B, 3, H, W)
+        of preprocessed images in 0..1 -> raw scores (B,), anomaly maps (B, H, W) and the nearest training image (B,), -1 where
+        the method names none. `score`, `predict`, the engines and `export` all run this one module."""
+        if self._module is None: self._module = self._scoring_module().eval()
+        return self._module
+
+    @torch.inference_mode()
     def score(self, x: torch.Tensor) -> dict:
-        "Raw scores (B,), anomaly maps (B,H,W) or None, and nearest training index (B,) or None for a batch of 0..1 images."
-        # No inference_mode here: Grad-CAM maps need gradients, so each method guards its own gradient-free parts.
+        "Raw scores (B,), anomaly maps (B,H,W), and nearest training index (B,) or None for a batch of 0..1 images: `module` on the device."
         self._check_fitted()
-        return self._score(x.to(self.device))
+        s, maps, near = self.module(x.to(self.device))
+        return dict(scores=s.float().cpu(), maps=maps.float().cpu(), nearest=None if bool((near < 0).any()) else near.cpu())
 
     @property
     def label(self) -> str:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from . import __version__
-from .backbones import Backbone
+from .backbones import Backbone, feature_taps
 from .detector import Detector, KNNDetector, gaussian_blur, load_detector, pooled_embedding
 from .heads import CosineHead, L2Softmax
 from .patch import (PatchCoreDetector, PaDiMDetector, SPADEDetector, anomaly_maps, locally_aware_patches,
@@ -21,53 +21,9 @@ from .flow import FlowDetector
 from .autoencoder import AutoencoderDetector
 
 # %% auto #0
-__all__ = ['GRAPHS', 'FORMATS', 'OPSET', 'OUTPUTS', 'META_KEY', 'feature_taps', 'Normalise', 'KNNGraph', 'PatchCoreGraph',
-           'PaDiMGraph', 'head_gradient', 'TwinMember', 'TwinGraph', 'FlowGraph', 'resize_matrices', 'AutoencoderGraph',
-           'TiledGraph', 'scoring_graph', 'ExportedDetector', 'export_metadata', 'export_model', 'load_torchscript',
-           'export_cli']
-
-# %% ../nbs/12_export.ipynb #d89778fd
-class _HookTaps(nn.Module):
-    "Outputs of the modules `names` of `model`, read by forward hooks in one full forward pass (any model)."
-    def __init__(self, model: nn.Module, names):
-        super().__init__()
-        self.model, self.names = model, list(names)
-
-    def forward(self, x):
-        out, mods = {}, dict(self.model.named_modules())
-        hooks = [mods[n].register_forward_hook(lambda m, i, o, n=n: out.__setitem__(n, o)) for n in self.names]
-        try: self.model(x)
-        finally:
-            for h in hooks: h.remove()
-        return [out[n] for n in self.names]
-
-class _FxTaps(nn.Module):
-    "Outputs of the modules `names` of `model`, the graph cut after the last of them (torch.fx)."
-    def __init__(self, model: nn.Module, names):
-        super().__init__()
-        from torchvision.models.feature_extraction import create_feature_extractor
-        self.n = len(names)
-        self.fx = create_feature_extractor(model, return_nodes={n: str(i) for i, n in enumerate(names)})
-
-    def forward(self, x):
-        out = self.fx(x)
-        return [out[str(i)] for i in range(self.n)]
-
-class _ChannelsLast(nn.Module):
-    "`taps` on a channels-last batch, as `extract_features` runs every CPU batch (same kernels, same maps); the maps come back contiguous."
-    def __init__(self, taps: nn.Module):
-        super().__init__()
-        self.taps = taps
-
-    def forward(self, x): return [m.contiguous() for m in self.taps(x.contiguous(memory_format=torch.channels_last))]
-
-def feature_taps(backbone: Backbone, layers) -> nn.Module:
-    "A module on a CPU copy of `backbone`: images (B, 3, H, W) in 0..1 -> list of the maps of `layers` (keys of `backbone.layers` or module names)."
-    model = copy.deepcopy(backbone.model).cpu().eval()
-    names = [backbone.layers.get(l, l) for l in layers]
-    try: taps = _FxTaps(model, names)
-    except Exception: taps = _HookTaps(model, names)  # e.g. timm models, whose control flow torch.fx cannot trace
-    return _ChannelsLast(taps).eval()
+__all__ = ['GRAPHS', 'FORMATS', 'OPSET', 'OUTPUTS', 'META_KEY', 'Normalise', 'KNNGraph', 'PatchCoreGraph', 'PaDiMGraph',
+           'head_gradient', 'TwinMember', 'TwinGraph', 'FlowGraph', 'resize_matrices', 'AutoencoderGraph', 'TiledGraph',
+           'scoring_graph', 'ExportedDetector', 'export_metadata', 'export_model', 'load_torchscript', 'export_cli']
 
 # %% ../nbs/12_export.ipynb #fa70594c
 def _store(m: nn.Module, name: str, t: Tensor):
