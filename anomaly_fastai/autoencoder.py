@@ -14,7 +14,8 @@ from .detector import Detector, register
 from .patch import anomaly_maps
 
 # %% auto #0
-__all__ = ['LOSSES', 'COLORS', 'AUGMENTS', 'gaussian_window', 'ssim_map', 'ConvAutoencoder', 'augment', 'AutoencoderDetector']
+__all__ = ['LOSSES', 'COLORS', 'AUGMENTS', 'gaussian_window', 'ssim_map', 'ConvAutoencoder', 'resize_matrices',
+           'AutoencoderInput', 'residual_map', 'AutoencoderScoring', 'augment', 'AutoencoderDetector']
 
 # %% ../nbs/16_autoencoder.ipynb #8004a304
 def gaussian_window(size: int = 11, sigma: float = 1.5) -> Tensor:
@@ -58,10 +59,48 @@ class ConvAutoencoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor: return self.decoder(self.encoder(x))
 
-# %% ../nbs/16_autoencoder.ipynb #69414066
-LOSSES, COLORS, AUGMENTS = ('ssim', 'l2'), ('rgb', 'gray'), ('flip', 'rotate', 'none')
+# %% ../nbs/16_autoencoder.ipynb #cc728ef6
+def resize_matrices(size, to) -> tuple[Tensor, Tensor]:
+    "`Ry` (h, H) and `Rx` (W, w) with `Ry @ x @ Rx` = `F.interpolate(x, to, mode='bilinear', antialias=True)` for x (..., H, W): the resize as two matrix products."
+    (H, W), (h, w) = size, to
+    rs = lambda n, m, axis: F.interpolate(torch.eye(n)[None, None], size=(m, n) if axis == 0 else (n, m), mode='bilinear',
+                                         align_corners=False, antialias=True)[0, 0]
+    return rs(H, h, 0), rs(W, w, 1)
 
 def _gray(x: Tensor) -> Tensor: return (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])[:, None]
+
+class AutoencoderInput(nn.Module):
+    "Model inputs (B, 3, `size`) -> autoencoder inputs (B, 1 or 3, `to`): antialiased bilinear resize (`resize_matrices`), then gray when `gray`."
+    def __init__(self, size, to, gray: bool = False):
+        super().__init__()
+        self.resize, self.gray = tuple(size) != tuple(to), gray
+        if self.resize:
+            ry, rx = resize_matrices(size, to)
+            self.register_buffer('ry', ry); self.register_buffer('rx', rx)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.resize: x = self.ry @ x @ self.rx
+        return _gray(x) if self.gray else x
+
+def residual_map(x: Tensor, rec: Tensor, loss: str = 'ssim') -> Tensor:
+    "Residual maps (B, h, w) of autoencoder inputs `x` and their reconstructions `rec`: 1 - SSIM (`'ssim'`) or the squared error averaged over channels (`'l2'`)."
+    return 1 - ssim_map(rec, x) if loss == 'ssim' else (rec - x).square().mean(1)
+
+class AutoencoderScoring(nn.Module):
+    "A fitted autoencoder's scoring: images (B, 3, H, W) in 0..1 -> scores (B,) (maximum of the map), maps (B, H, W) (residual, upsampled and blurred), nearest (B,) = -1."
+    def __init__(self, model: ConvAutoencoder, prep: AutoencoderInput, loss: str, size):
+        super().__init__()
+        self.model, self.prep, self.loss, self.size = model, prep, loss, tuple(size)
+
+    def maps(self, a: Tensor) -> Tensor: return anomaly_maps(residual_map(a, self.model(a), self.loss), self.size)  # of autoencoder inputs
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        maps = self.maps(self.prep(x))
+        scores = maps.amax((1, 2))
+        return scores, maps, torch.full_like(scores, -1, dtype=torch.long)
+
+# %% ../nbs/16_autoencoder.ipynb #69414066
+LOSSES, COLORS, AUGMENTS = ('ssim', 'l2'), ('rgb', 'gray'), ('flip', 'rotate', 'none')
 
 def augment(x: Tensor, how: str, g: torch.Generator) -> Tensor:
     "Random flips (`'flip'`), plus rotations by multiples of 90 degrees for square images (`'rotate'`), of a batch (B, C, H, W)."
@@ -78,8 +117,18 @@ def augment(x: Tensor, how: str, g: torch.Generator) -> Tensor:
 class AutoencoderDetector(Detector):
     "The MVTec AD paper's convolutional autoencoder (latent 100) trained with an L2 or SSIM loss; residual maps, image score = max of the blurred map."
     method = 'autoencoder'
-    def __init__(self, backbone: str = 'none', pre=None, ae_size: int = 128, latent: int = 100, loss: str = 'ssim', color: str = 'rgb',
-                 epochs: int = 20, lr: float = 1e-3, augment: str = 'flip', holdout: float = 0.1, **kw):
+    def __init__(self,
+                 backbone: str = 'none',  # no backbone: the autoencoder learns from the pixels (always 'none')
+                 pre=None,  # input geometry (`Preprocess`; default 256 px)
+                 ae_size: int = 128,  # short side of the autoencoder input (sides multiples of 16)
+                 latent: int = 100,  # bottleneck size
+                 loss: str = 'ssim',  # reconstruction loss and map: ssim or l2
+                 color: str = 'rgb',  # autoencoder input: rgb or gray
+                 epochs: int = 20,  # training epochs
+                 lr: float = 1e-3,  # learning rate (Adam)
+                 augment: str = 'flip',  # training augmentation: flip, rotate (flips and quarter turns, square inputs), none
+                 holdout: float = 0.1,  # share of the good images held out of training to set the threshold (0: in-sample)
+                 **kw):  # `Detector`'s options: seed, frr, device
         for name, v, ok in (('loss', loss, LOSSES), ('color', color, COLORS), ('augment', augment, AUGMENTS)):
             if v not in ok: raise ValueError(f'{name} must be one of {ok}, got {v!r}')
         for name, v, lo in (('ae_size', ae_size, 32), ('latent', latent, 1), ('epochs', epochs, 1)):
@@ -99,27 +148,21 @@ class AutoencoderDetector(Detector):
         s = self.ae_size / min(H, W)
         return max(16, round(H * s / 16) * 16), max(16, round(W * s / 16) * 16)
 
-    def _prep(self, x: Tensor) -> Tensor:
-        "Model inputs (B, 3, H, W) -> autoencoder inputs (B, 1 or 3, h, w)."
-        if tuple(x.shape[-2:]) != self.ae_input: x = F.interpolate(x, size=self.ae_input, mode='bilinear', align_corners=False, antialias=True)
-        return _gray(x) if self.color == 'gray' else x
+    def _prep(self) -> AutoencoderInput:
+        "Model inputs (B, 3, H, W) -> autoencoder inputs (B, 1 or 3, h, w), on the device."
+        return AutoencoderInput(self.pre.input_size, self.ae_input, self.color == 'gray').to(self.device)
 
     def _build(self):
         h, w = self.ae_input
         self.model = ConvAutoencoder(1 if self.color == 'gray' else 3, self.latent, (h // 16, w // 16)).to(self.device)
 
-    def _residual(self, x: Tensor) -> Tensor:
-        "Residual maps (B, h, w) of autoencoder inputs `x`: squared error averaged over channels, or 1 - SSIM."
-        rec = self.model(x)
-        return 1 - ssim_map(rec, x) if self.loss == 'ssim' else (rec - x).square().mean(1)
-
-    @torch.no_grad()
-    def _maps(self, x: Tensor, size) -> Tensor:
-        return anomaly_maps(torch.cat([self._residual(x[i:i + 32]) for i in range(0, len(x), 32)]), size)
+    def _scoring_module(self) -> AutoencoderScoring:
+        return AutoencoderScoring(self.model, self._prep(), self.loss, self.pre.input_size).to(self.device)
 
     def _images(self, ds, bs, progress) -> Tensor:
         "The autoencoder inputs of the good training images of `ds`, in dataset order."
-        return torch.cat([self._prep(xb) for xb in self._batches(ds, bs, progress)])
+        prep = self._prep()
+        return torch.cat([prep(xb) for xb in self._batches(ds, bs, progress)])
 
     def _fit(self, ds, bs, progress):
         ds, held = hold_out_good(ds, self.holdout, self.seed)
@@ -132,22 +175,18 @@ class AutoencoderDetector(Detector):
             order, tot = torch.randperm(len(imgs), generator=g), 0.
             for i in range(0, len(order), bs):
                 xb = augment(imgs[order[i:i + bs]], self.augment, g)
-                loss = self._residual(xb).mean()
+                loss = residual_map(xb, self.model(xb), self.loss).mean()
                 opt.zero_grad(); loss.backward(); opt.step()
                 tot += loss.item() * len(xb)
             self.losses.append(tot / len(imgs))
         self.model.eval()
-        maps = self._maps(imgs if held is None else self._images(held, bs, False), self.pre.input_size)
+        m, a = self.module, imgs if held is None else self._images(held, bs, False)   # the scoring module of the trained model
+        with torch.no_grad(): maps = torch.cat([m.maps(a[i:i + 32]) for i in range(0, len(a), 32)])
         self._loo = maps.amax((1, 2)).cpu()
         self.map_range = float(maps[:16].median()), float(maps[:16].max())
 
     def _loo_scores(self): return self._loo
     def _scored_as(self): return 'held-out' if self.holdout else 'in-sample'  # the threshold's good images
-
-    @torch.inference_mode()
-    def _score(self, x):
-        maps = self._maps(self._prep(x), x.shape[-2:])
-        return dict(scores=maps.amax((1, 2)).cpu(), maps=maps.cpu(), nearest=None)
 
     def _state(self): return dict(model=self.model.state_dict(), map_range=torch.tensor(self.map_range))
     def _load_state(self, st):

@@ -4,18 +4,37 @@
 
 # %% ../nbs/09_cli.ipynb #dbe74b4b
 from __future__ import annotations
-import argparse, csv, hashlib, inspect, json, math, os, sys, warnings
+import argparse, csv, functools, hashlib, inspect, json, math, os, re, shutil, sys, textwrap, warnings
 from pathlib import Path
 from .runtime import GEOMETRIES, PREDICT_OUTPUTS, PartlyFailed, check_out, input_images, prepare_out, run_summary  # torch-free, so --help answers at once
 
 # %% auto #0
-__all__ = ['METHOD_OPTIONS', 'RUN_FILE', 'OUTPUT_NAMES', 'PREDICT_COLUMNS', 'COMMANDS', 'USER_ERRORS', 'build_parser',
-           'result_row', 'cmd_fit', 'cmd_test', 'cmd_bench', 'cmd_export', 'cmd_predict', 'main']
+__all__ = ['RUN_FILE', 'OUTPUT_NAMES', 'PREDICT_COLUMNS', 'COMMANDS', 'USER_ERRORS', 'options_of', 'build_parser',
+           'method_options', 'result_row', 'cmd_fit', 'cmd_test', 'cmd_bench', 'cmd_export', 'cmd_predict', 'main']
 
 # %% ../nbs/09_cli.ipynb #5888bbf8
 class _Parser(argparse.ArgumentParser):
-    "argparse with its errors on one line (`anomaly-fastai fit: error: argument --bs: ...`), exit status 2."
+    """argparse with its errors on one line (`anomaly-fastai fit: error: argument --bs: ...`), exit status 2.
+    `methods=True` (fit, bench): the methods' options are added when this parser parses or formats its help (`_method_args`)."""
+    def __init__(self, *args, methods: bool = False, **kw):
+        super().__init__(*args, **kw)
+        self._methods_due = methods
+
     def error(self, message): self.exit(2, f'{self.prog}: error: {message} (see {self.prog} --help)\n')
+
+    def _add_methods(self, argv=()):
+        if self._methods_due:
+            self._methods_due = False
+            try: _method_args(self, _chosen(argv))
+            except ImportError as e: self.exit(2, f'{self.prog}: error: cannot load the methods (their options come from them): {e}\n')
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._add_methods(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self):
+        self._add_methods()
+        return super().format_help()
 
 def _number(kind, lo=None, hi=None, lo_open: bool = False, hi_open: bool = False):
     "An argparse type: an int or float (`kind`) in the range lo..hi (ends included unless open); the error says what was expected and found."
@@ -35,60 +54,75 @@ def _comma_list(parse):
     "An argparse type: comma-separated values, each read by the type `parse`; a tuple."
     return lambda s: tuple(parse(v.strip()) for v in s.split(','))
 
-# forwarded to the method's constructor when given
-METHOD_OPTIONS = dict(k=int, head=str, twin=str, epochs=int, ensemble=int, score=str, coreset=float, dim=int, num_neighbors=int,
-                      search=str, loo_images=int, d=int, eps=float, k_map=int, map_layer=str, lr=float, coupling_layers=int,
-                      anomalies=str, holdout=float, beta=float, tau=float, lam=float, n_pseudo=int, ae_size=int, latent=int, loss=str, color=str,
-                      augment=str, distill=float, lr_mult=float, freeze_bn=bool, scales=tuple)
+# %% ../nbs/09_cli.ipynb #12eae59d
+_CLI_TYPES = dict(bool=bool, int=int, float=float, str=str)
 
+def _cli_type(p: inspect.Parameter):
+    """The CLI type of constructor parameter `p`, from its annotation, else its default: bool, int, float, str, or
+    (tuple, int|float) for a tuple of numbers; None if it has none of these (a dict, a tensor, ...)."""
+    d = p.default
+    numbers = lambda v: isinstance(v, (tuple, list)) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+    if p.annotation is not p.empty:
+        a = p.annotation
+        names = set(re.findall(r'[A-Za-z_]\w*', a if isinstance(a, str) else a.__name__ if isinstance(a, type) else str(a)))
+        names -= {'None', 'NoneType', 'Optional', 'Union', 'typing'}
+        if names == {'int', 'float'}: return float
+        if len(names) == 1 and next(iter(names)) in _CLI_TYPES: return _CLI_TYPES[next(iter(names))]
+        if names & {'tuple', 'Tuple'} and names - {'tuple', 'Tuple'} <= {'int', 'float'}:
+            elt = names - {'tuple', 'Tuple'}
+            return tuple, (int if elt == {'int'} else float) if len(elt) == 1 else _elt_type(d)
+        if names: return None
+    if isinstance(d, (bool, int, float, str)): return type(d)
+    if numbers(d) and d: return tuple, _elt_type(d)
+    return None
+
+def _elt_type(d):
+    "int if the tuple `d` holds only ints, else float."
+    return int if isinstance(d, (tuple, list)) and d and all(isinstance(x, int) for x in d) else float
+
+def _show(v) -> str:
+    "A default as a user types it: 0.001, 1,0.5, ssim."
+    if isinstance(v, (tuple, list)): return ','.join(_show(x) for x in v)
+    return f'{v:g}' if isinstance(v, float) else str(v)
+
+def options_of(cls, skip=()) -> dict:
+    """The CLI options of the constructor of `cls`: {parameter: (flag, argparse keywords)} for each parameter of a CLI
+    type (`_cli_type`) that is not in `skip`; help from its `docments` comment and '(default X)' from the signature."""
+    try:
+        from fastcore.docments import docments
+        docs = docments(cls.__init__)
+    except Exception: docs = {}  # no source to read the comments from: no help text, the options stay
+    out = {}
+    for name, p in inspect.signature(cls.__init__).parameters.items():
+        if name == 'self' or name in skip or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or (kind := _cli_type(p)) is None: continue
+        flag = '--' + name.replace('_', '-')
+        kw, said = dict(dest=name, default=None), []
+        if kind is bool: kw['action'] = argparse.BooleanOptionalAction
+        elif kind in (int, float): kw['type'] = _number(kind)
+        elif isinstance(kind, tuple): kw['type'] = _comma_list(_number(kind[1])); said.append('comma-separated')
+        if p.default is not p.empty and p.default is not None:
+            said.append(f'default {(flag if p.default else "--no-" + flag[2:]) if kind is bool else _show(p.default)}')
+        text = ' '.join(str(docs.get(name) or '').split())
+        kw['help'] = ' '.join([text] + ([f'({"; ".join(said)})'] if said else [])).strip().replace('%', '%%')
+        out[name] = flag, kw
+    return out
+
+# %% ../nbs/09_cli.ipynb #39795a82
 def _data_args(p):
     p.add_argument('--data', help='dataset: MVTec AD root (with --category), category folder, good/+defect folders, or split CSV; default: the embedded bottle sample')
     p.add_argument('--category', help='category name(s) inside an MVTec AD root; comma-separated for bench')
 
 def _fit_args(p):
+    "The options of fit and bench that every method takes (its own come from `_method_args`)."
     p.add_argument('--method', default='knn', help='anomaly detection method (default: knn)')
     p.add_argument('--backbone', default='mobilenet_v2', help='feature backbone (default: mobilenet_v2); twin:MODEL_DIR: the body fine-tuned by a saved twin model (fit --method twin), for any other method')
     p.add_argument('--geometry', default='fit', choices=GEOMETRIES, help='fit: whole image, aspect ratio kept (default); squash: whole image to a square; crop: short side to SIZE, centre CROP (published protocol)')
     p.add_argument('--size', type=_number(int, 32), help='input short side (fit), side (squash) or short side before cropping (crop); default 256, or the images\' own with --tile')
     p.add_argument('--crop', type=_number(int, 1), help='centre-crop side, with --geometry crop only (default 224)')
     p.add_argument('--tile', type=_number(int, 32), help='score TILE x TILE tiles of the whole image (at its own resolution, or --size) with any method; maps stitched, image score = max over tiles')
-    p.add_argument('--overlap', type=_number(float, 0, 1, hi_open=True), default=0.25, help='least overlap of neighbouring tiles, a share of the tile (default 0.25)')
-    p.add_argument('--seed', type=_number(int, 0), default=42, help='random seed (default 42)')
-    p.add_argument('--frr', type=_number(float, 0, 1, hi_open=True), default=0.01, help='share of good images the default threshold may reject (default 0.01)')
-    p.add_argument('--k', type=_number(int, 1), help='nearest neighbours averaged in the image score (knn, twin, spade)')
-    p.add_argument('--head', help='metric-learning head (twin): softmax, l2softmax, arcface, cosface, sphereface, center')
-    p.add_argument('--twin', help='anomaly-twin generators (twin), comma-separated: line, blob, defect_on_blob, scar, cutpaste, perlin, randaugment, crack, realistic (a mix that looks like real defects)')
-    p.add_argument('--distill', type=_number(float, 0), help='weight of the distance to the untuned features while fine-tuning, against forgetting (twin, default 0)')
-    p.add_argument('--lr-mult', dest='lr_mult', type=_number(float, 1), help='the body learns at lr / LR_MULT (twin, default 100)')
-    p.add_argument('--freeze-bn', dest='freeze_bn', action=argparse.BooleanOptionalAction, default=None,
-                   help='keep the body\'s BatchNorm layers as pretrained while fine-tuning (twin; default: with a pretrained body)')
-    p.add_argument('--epochs', type=_number(int, 0), help='training epochs (twin: with the body unfrozen; flow, autoencoder)')
-    p.add_argument('--ensemble', type=_number(int, 1), help='models in the ensemble, seeds seed..seed+N-1 (twin)')
-    p.add_argument('--score', help='embedding scorer (twin): knn, lof, mahalanobis')
-    p.add_argument('--coreset', type=_number(float, 0, 1, lo_open=True), help='share of patches kept in the memory bank (patchcore, default 0.1)')
-    p.add_argument('--dim', type=_number(int, 1), help='patch embedding size (patchcore, default 128)')
-    p.add_argument('--num-neighbors', dest='num_neighbors', type=_number(int, 1), help='bank neighbours of the image-score re-weighting (patchcore, default 9)')
-    p.add_argument('--search', help='nearest-neighbour backend (patchcore): torch (exact, default), faiss (exact), faiss-ivf, faiss-hnsw (approximate)')
-    p.add_argument('--loo-images', dest='loo_images', type=_number(int, 1), help='training images scored leave-one-out for the threshold (patchcore, default 64)')
-    p.add_argument('--d', type=_number(int, 1), help='random channels of the per-position Gaussians (padim, default 100)')
-    p.add_argument('--eps', type=_number(float, 0, lo_open=True), help='covariance regularisation (padim, default 0.01)')
-    p.add_argument('--k-map', dest='k_map', type=_number(int, 1), help='nearest good images whose patches are searched for the map (knn 3, spade 50)')
-    p.add_argument('--map-layer', dest='map_layer', help='feature maps of the patch search, comma-separated (knn: stride16; spade: stride8,stride16)')
-    p.add_argument('--scales', type=_comma_list(_number(float, 0, 2, lo_open=True)),
-                   help='input scales whose pooled features make the image embedding, comma-separated (knn, spade; default 1; e.g. 1,0.7071,0.5: a multi-scale descriptor)')
-    p.add_argument('--lr', type=_number(float, 0, lo_open=True), help='learning rate (twin 1e-3, flow 1e-3, autoencoder 1e-3)')
-    p.add_argument('--coupling-layers', dest='coupling_layers', type=_number(int, 1), help='affine coupling layers of the flow (flow, default 8)')
-    p.add_argument('--anomalies', help='what the flow learns the boundary from (flow): auto (real defects with --defects, else none), real, pseudo, none')
-    p.add_argument('--beta', type=_number(float, 0, 1, lo_open=True, hi_open=True), help='quantile of normal log-likelihoods that sets the boundary (flow, default 0.01)')
-    p.add_argument('--holdout', type=_number(float, 0, 1, hi_open=True), help='share of the good images held out of training to set the threshold (flow, autoencoder; default 0.1; 0: in-sample)')
-    p.add_argument('--tau', type=_number(float, 0), help='margin of the boundary-guided loss (flow, default 0.1)')
-    p.add_argument('--lam', type=_number(float, 0), help='weight of the boundary-guided loss (flow, default 1)')
-    p.add_argument('--n-pseudo', dest='n_pseudo', type=_number(int, 1), help='pasted pseudo anomalies per epoch (flow, default 32)')
-    p.add_argument('--ae-size', dest='ae_size', type=_number(int, 32), help='side of the autoencoder input (autoencoder, default 128)')
-    p.add_argument('--latent', type=_number(int, 1), help='bottleneck size (autoencoder, default 100)')
-    p.add_argument('--loss', help='reconstruction loss and map (autoencoder): ssim (default), l2')
-    p.add_argument('--color', help='autoencoder input (autoencoder): rgb (default), gray')
-    p.add_argument('--augment', help='training augmentation (autoencoder): flip (default), rotate (flips and quarter turns, square inputs), none')
+    p.add_argument('--overlap', type=_number(float, 0, 1, hi_open=True), help='least overlap of neighbouring tiles, a share of the tile')
+    p.add_argument('--seed', type=_number(int, 0), help='random seed')
+    p.add_argument('--frr', type=_number(float, 0, 1, hi_open=True), help='share of good images the default threshold may reject')
     p.add_argument('--defects', type=_number(int, 0), help='train on K labelled defect images (with masks) per defect type of --data\'s test set, '
                    'seeded; they leave the test set, and test on the same data drops them again (flow)')
     p.add_argument('--unseen-types', dest='unseen_types', help='train on all defects (with masks) of these comma-separated defect types; '
@@ -99,14 +133,21 @@ def _out_args(p, what):
     p.add_argument('--force', action='store_true', help='replace the outputs of a previous run in a non-empty output directory (only files this tool writes)')
     p.add_argument('--debug', action='store_true', help='show the full traceback of an error')
 
+def _fit_command_args(p, command: str):
+    "Every option of `fit` or `bench` but the methods' own."
+    _data_args(p); _fit_args(p)
+    _out_args(p, 'the model directory' if command == 'fit' else 'results.csv, results.md, heatmaps/<category>/')
+    p.add_argument('--bs', type=_number(int, 1), default=32, help='batch size (default 32)')
+    if command == 'fit':
+        p.add_argument('--val', help='labelled validation data (same layouts as --data, with --category): set the threshold at the best TPR+TNR on its test images instead of --frr')
+    else: p.add_argument('--heatmaps', type=_number(int, 0), default=5, help='heatmap PNGs per category (default 5)')
+
 def build_parser() -> argparse.ArgumentParser:
-    "The `anomaly-fastai` argument parser."
+    "The `anomaly-fastai` argument parser (`fit` and `bench` add the methods' options when they parse: `_method_args`)."
     ap = _Parser(prog='anomaly-fastai', description='Industrial visual anomaly detection with fastai.')
     sub = ap.add_subparsers(dest='command', required=True)
-    p = sub.add_parser('fit', help='fit a method on the good training images and save the model')
-    _data_args(p); _fit_args(p); _out_args(p, 'the model directory')
-    p.add_argument('--bs', type=_number(int, 1), default=32, help='batch size (default 32)')
-    p.add_argument('--val', help='labelled validation data (same layouts as --data, with --category): set the threshold at the best TPR+TNR on its test images instead of --frr')
+    p = sub.add_parser('fit', help='fit a method on the good training images and save the model', methods=True)
+    _fit_command_args(p, 'fit')
     p = sub.add_parser('test', help='evaluate a saved model on the test images: results table and heatmaps')
     p.add_argument('--model', required=True, help='model directory written by fit')
     _data_args(p); _out_args(p, 'results.csv, results.md, heatmaps/')
@@ -119,10 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--bs', type=_number(int, 1), default=32, help='batch size (default 32)')
     p.add_argument('--no-heatmaps', action='store_true', help='write predictions.csv only')
     p.add_argument('--resume', action='store_true', help='continue an interrupted run with the same model: images already scored in predictions.csv are skipped, those that failed are tried again')
-    p = sub.add_parser('bench', help='fit and test on one or more categories; one results table')
-    _data_args(p); _fit_args(p); _out_args(p, 'results.csv, results.md, heatmaps/<category>/')
-    p.add_argument('--bs', type=_number(int, 1), default=32, help='batch size (default 32)')
-    p.add_argument('--heatmaps', type=_number(int, 0), default=5, help='heatmap PNGs per category (default 5)')
+    p = sub.add_parser('bench', help='fit and test on one or more categories; one results table', methods=True)
+    _fit_command_args(p, 'bench')
     p = sub.add_parser('export', help='export a saved model to one ONNX or TorchScript file that scores exactly like the library')
     p.add_argument('--model', required=True, help='model directory written by fit')
     p.add_argument('--format', default='onnx', choices=('onnx', 'torchscript'), help='onnx (default: scored by anomaly_fastai.runtime with numpy, Pillow and onnxruntime) or torchscript')
@@ -131,14 +170,68 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--debug', action='store_true', help='show the full traceback of an error')
     return ap
 
-# %% ../nbs/09_cli.ipynb #18471294
-RUN_FILE = 'predict.json'  # the model and the heatmaps' root folder of a predict run, for --resume
-OUTPUT_NAMES = ('results.csv', 'results.md', RUN_FILE, *PREDICT_OUTPUTS)  # what test, bench and predict write: --force removes these only
-
 def _methods() -> dict:
     "The registry of methods, with every method module imported (lazily: `--help` needs no torch)."
     from anomaly_fastai.detector import all_methods
     return all_methods()
+
+@functools.cache
+def method_options() -> dict:
+    """Every method's CLI options, `{method: options_of(its class)}`, in registry order; `tiled` is left out (tiling is
+    `--tile`, with any method), and so are the parameters of `Detector` itself and those named like a common option (`bs`)."""
+    from anomaly_fastai.detector import Detector
+    from anomaly_fastai.tiling import TiledDetector
+    common = set(inspect.signature(Detector.__init__).parameters)
+    for command in ('fit', 'bench'):
+        q = argparse.ArgumentParser(); _fit_command_args(q, command)
+        common |= {a.dest for a in q._actions}
+    return {name: options_of(cls, common) for name, cls in _methods().items() if not issubclass(cls, TiledDetector)}
+
+def _chosen(argv) -> str | None:
+    "The value of the last `--method` in `argv` (not parsed yet), or None."
+    method = None
+    for i, a in enumerate(argv):
+        if a == '--': break
+        if a == '--method' and i + 1 < len(argv): method = argv[i + 1]
+        elif a.startswith('--method='): method = a.split('=', 1)[1]
+    return method
+
+def _wrap(text: str, indent: int = 2, first: str = '', width: int = 0) -> str:
+    "`text` wrapped to the width of argparse's help (+ `width`), indented, its first line starting with `first`."
+    width = max(shutil.get_terminal_size().columns - 2 + width, 40)
+    return textwrap.fill(' '.join(text.split()), width, initial_indent=' ' * indent + first, subsequent_indent=' ' * (indent + len(first)))
+
+def _method_args(p, chosen: str | None):
+    """Add the methods' options to `p` (fit, bench): those of `chosen` (None: the default method) in a group with their
+    help, the other methods' hidden; with no method chosen, the epilog lists the methods with their options."""
+    from anomaly_fastai.detector import Detector
+    from anomaly_fastai.tiling import TiledDetector
+    actions = {a.dest: a for a in p._actions}
+    for dest, cls in (('seed', Detector), ('frr', Detector), ('overlap', TiledDetector)):  # their defaults, written once: in the signatures
+        default = inspect.signature(cls).parameters[dest].default
+        p.set_defaults(**{dest: default}); actions[dest].help += f' (default {_show(default)})'
+    opts, classes, default = method_options(), _methods(), p.get_default('method')
+    shown = chosen or default
+    actions['method'].help = f'anomaly detection method, one of: {", ".join(opts)} (default {default}); --method NAME --help shows NAME\'s options'
+    p.formatter_class = argparse.RawDescriptionHelpFormatter  # the lists below keep their lines
+    if shown in opts:
+        title = f'options of --method {shown}' + ('' if chosen else ' (the default method)')
+        g = p.add_argument_group(title, _wrap(classes[shown].__doc__ or '', 0, width=-2))
+        for flag, kw in opts[shown].values(): g.add_argument(flag, **kw)
+    added = set(opts.get(shown, ()))
+    for o in opts.values():  # another method's option is parsed, then refused by `_make_detector`
+        for dest, (flag, kw) in o.items():
+            if dest not in added: p.add_argument(flag, **{**kw, 'help': argparse.SUPPRESS}); added.add(dest)
+    if not chosen:
+        lines = [_wrap(f'methods (--method NAME; {p.prog} --method NAME --help shows their options with help and defaults; '
+                       '--tile TILE tiles the images with any of them):', 0)]
+        for name, o in opts.items():
+            lines += [_wrap(classes[name].__doc__ or '', 2, f'{name:<12} '), _wrap(' '.join(f for f, _ in o.values()) or '(no options)', 15)]
+        p.epilog = '\n'.join(lines)
+
+# %% ../nbs/09_cli.ipynb #18471294
+RUN_FILE = 'predict.json'  # the model and the heatmaps' root folder of a predict run, for --resume
+OUTPUT_NAMES = ('results.csv', 'results.md', RUN_FILE, *PREDICT_OUTPUTS)  # what test, bench and predict write: --force removes these only
 
 def _check_out(args, resume: bool = False) -> Path:
     "Refuse `--out` if it is a file, or a non-empty folder without --force (or --resume)."
@@ -175,22 +268,35 @@ def _with_defects(args, ds):
     if args.unseen_types is not None: return unseen_types(ds, [t.strip() for t in args.unseen_types.split(',')], args.defects, args.seed)
     return with_defects(ds, args.defects, args.seed)
 
+def _option_error(e: ValueError, given: dict) -> ValueError:
+    """The constructor's error `e` naming the options it is about (`argument --coreset: coreset must be ...`): those of
+    `given` ({parameter: value}) whose name, or else whose value (a string, quoted), the message holds; `e` if none."""
+    msg = str(e)
+    named = ([d for d in given if re.search(rf'(?<![\w-]){re.escape(d)}(?![\w-])', msg)]
+             or [d for d, v in given.items() if isinstance(v, str) and repr(v) in msg])
+    return ValueError(f'argument {", ".join("--" + d.replace("_", "-") for d in named)}: {msg}') if named else e
+
 def _make_detector(args):
+    "The detector of --method with the options given; an option of another method, or one its constructor refuses, is a one-line error."
     from anomaly_fastai.data import Preprocess
     from anomaly_fastai.tiling import TiledDetector
-    DETECTORS = _methods()
-    if args.method not in DETECTORS: raise ValueError(f'unknown method {args.method!r}; choose one of {sorted(DETECTORS)}')
-    params = {k: getattr(args, k) for k in METHOD_OPTIONS if getattr(args, k, None) is not None}
-    accepted = inspect.signature(DETECTORS[args.method].__init__).parameters
-    if unknown := [f'--{k.replace("_", "-")}' for k in params if k not in accepted]:
+    opts = method_options()
+    if args.method not in opts:
+        tiled = ' (tiling is --tile TILE, with any method)' if args.method == TiledDetector.method else ''
+        raise ValueError(f'unknown method {args.method!r}; choose one of {sorted(opts)}{tiled}')
+    params = {d: getattr(args, d) for d in dict.fromkeys(d for o in opts.values() for d in o) if getattr(args, d, None) is not None}
+    if unknown := ['--' + d.replace('_', '-') for d in params if d not in opts[args.method]]:
         raise ValueError(f'{", ".join(unknown)} does not apply to --method {args.method}')
     if args.crop is not None and args.geometry != 'crop': raise ValueError(f'--crop applies only with --geometry crop (got --geometry {args.geometry})')
-    if args.tile is None:
-        return DETECTORS[args.method](backbone=args.backbone, pre=Preprocess(args.size or 256, args.crop or 224, args.geometry),
-                                      seed=args.seed, frr=args.frr, **params)
-    if args.geometry != 'fit': raise ValueError(f'--tile tiles the whole image: use it with --geometry fit (got --geometry {args.geometry})')
-    return TiledDetector(args.backbone, Preprocess(args.size), inner=args.method, tile=args.tile, overlap=args.overlap,
-                         inner_params=params, seed=args.seed, frr=args.frr)
+    if args.tile is not None and args.geometry != 'fit': raise ValueError(f'--tile tiles the whole image: use it with --geometry fit (got --geometry {args.geometry})')
+    cls = _methods()[args.method]
+    try:
+        if args.tile is None:
+            return cls(backbone=args.backbone, pre=Preprocess(args.size or 256, args.crop or 224, args.geometry), seed=args.seed, frr=args.frr, **params)
+        return TiledDetector(args.backbone, Preprocess(args.size), inner=args.method, tile=args.tile, overlap=args.overlap,
+                             inner_params=params, seed=args.seed, frr=args.frr)
+    except ValueError as e:
+        raise _option_error(e, {**params, **(dict(tile=args.tile, overlap=args.overlap) if args.tile else {})}) from e
 
 def result_row(det, ds, metrics) -> dict:
     "One row of the results table: dataset, method, backbone, metrics, TPR/TNR at the saved threshold, fit time, images/s."

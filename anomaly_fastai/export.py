@@ -7,47 +7,13 @@ from __future__ import annotations
 import copy, io, json, os, warnings
 from pathlib import Path
 import torch
-import torch.nn.functional as F
 from torch import nn, Tensor
 from . import __version__
-from .backbones import Backbone, feature_taps
-from .detector import Detector, KNNDetector, gaussian_blur, load_detector, pooled_embedding
-from .heads import CosineHead, L2Softmax
-from .patch import (PatchCoreDetector, PaDiMDetector, SPADEDetector, anomaly_maps, locally_aware_patches,
-                                  mahalanobis_maps, upsampled_cat)
-from .twin_detector import TwinDetector
-from .tiling import TiledDetector
-from .flow import FlowDetector
-from .autoencoder import AutoencoderDetector
+from .detector import Detector, load_detector
 
 # %% auto #0
-__all__ = ['GRAPHS', 'FORMATS', 'OPSET', 'OUTPUTS', 'META_KEY', 'Normalise', 'KNNGraph', 'PatchCoreGraph', 'PaDiMGraph',
-           'head_gradient', 'TwinMember', 'TwinGraph', 'FlowGraph', 'resize_matrices', 'AutoencoderGraph', 'TiledGraph',
-           'scoring_graph', 'ExportedDetector', 'export_metadata', 'export_model', 'load_torchscript', 'export_cli']
-
-# %% ../nbs/12_export.ipynb #fa70594c
-def _store(m: nn.Module, name: str, t: Tensor):
-    "Register `t` as a buffer of `m`: float16 when that loses nothing (banks saved as float16), else float32."
-    t = t.detach().cpu()
-    if t.is_floating_point():
-        t = t.float()
-        if torch.equal(t.half().float(), t): t = t.half()
-    m.register_buffer(name, t.contiguous())
-
-def _get(m: nn.Module, name: str) -> Tensor:
-    "A buffer stored by `_store`, as float32."
-    t = getattr(m, name)
-    return t.float() if t.is_floating_point() else t
-
-def _nearest(q: Tensor, bank: Tensor, bank_sq: Tensor, chunk: int = 256) -> tuple[Tensor, Tensor]:
-    """Euclidean distance and index of the nearest row of `bank` ((B,) N, D) for queries `q` (B, M, D), as
-    `NearestNeighbours.search` computes them: |b|^2 - 2 q.b, then + |q|^2, clamped at 0, square root."""
-    ds, idx = [], []
-    for s in range(0, q.shape[1], chunk):  # M is fixed by the input size: a static loop
-        qc = q[:, s:s + chunk]
-        key, i = (bank_sq.unsqueeze(-2) - 2 * torch.matmul(qc, bank.transpose(-1, -2))).min(-1)
-        ds.append((key + (qc * qc).sum(-1)).clamp_min(0).sqrt()); idx.append(i)
-    return torch.cat(ds, 1), torch.cat(idx, 1)
+__all__ = ['FORMATS', 'OPSET', 'OUTPUTS', 'META_KEY', 'Normalise', 'ExportedDetector', 'export_metadata', 'onnx_bytes',
+           'export_model', 'load_torchscript', 'export_cli']
 
 # %% ../nbs/12_export.ipynb #ddf9d93f
 class Normalise(nn.Module):
@@ -63,236 +29,36 @@ class Normalise(nn.Module):
     def forward(self, s: Tensor) -> tuple[Tensor, Tensor]:
         return ((s.double() - self.threshold) / self.spread + 0.5).clamp(0, 1), s > self.thr32
 
-# %% ../nbs/12_export.ipynb #c7b45571
-class KNNGraph(nn.Module):
-    "`KNNDetector._score` and `SPADEDetector._score`: cosine k-NN of pooled features (at `scales`); patch nearest-neighbour maps against the `k_map` nearest good images."
-    def __init__(self, det: KNNDetector):
-        super().__init__()
-        self.taps = feature_taps(det.backbone, [*det.map_layer.split(','), 'body'])
-        n = len(det.scorer.train_emb)  # the library searches min(n, max(k, k_map)) neighbours: never more than the bank
-        self.k, self.k_map, self.size, self.scales = min(det.k, n), min(det.k_map, n), tuple(det.pre.input_size), det.scales
-        self.half_maps = isinstance(det, SPADEDetector)  # SPADE's pyramids are float16
-        _store(self, 'emb', F.normalize(det.scorer.train_emb.float(), dim=1))
-        N, C, h, w = det.fmaps.shape
-        fb = det.fmaps.float().permute(0, 2, 3, 1).reshape(N, h * w, C)
-        _store(self, 'fbank', fb); _store(self, 'fbank_sq', (fb ** 2).sum(-1))
-
-    def forward(self, x):
-        *fs, body = self.taps(x)
-        fmap = upsampled_cat(fs) if len(fs) > 1 else fs[0]
-        if self.half_maps: fmap = fmap.half().float()
-        emb = pooled_embedding(x, body, self.scales, lambda xs: self.taps(xs)[-1], self.size)  # the map layers lie on the way to 'body': no extra work
-        key, idx = (F.normalize(emb, dim=1) @ _get(self, 'emb').T).topk(max(self.k, self.k_map), dim=1)
-        scores = (1 - key[:, :self.k]).mean(1)
-        B, C, h, w = fmap.shape
-        near = idx[:, :self.k_map]
-        bank = self.fbank[near].float().reshape(B, -1, C)              # (B, k_map * h * w, C)
-        d, _ = _nearest(fmap.permute(0, 2, 3, 1).reshape(B, h * w, C), bank, self.fbank_sq[near].float().reshape(B, -1))
-        maps = F.interpolate(d.view(B, 1, h, w), size=self.size, mode='bilinear', align_corners=False)[:, 0]
-        return scores, gaussian_blur(maps)
-
-# %% ../nbs/12_export.ipynb #c5afce81
-class PatchCoreGraph(nn.Module):
-    "`PatchCoreDetector._score`: nearest bank patch of every patch (the map), re-weighted image score (Eq. 7)."
-    def __init__(self, det: PatchCoreDetector):
-        super().__init__()
-        self.taps = feature_taps(det.backbone, ('stride8', 'stride16'))
-        self.dim, self.size, mem = det.dim, tuple(det.pre.input_size), det.memory
-        _store(self, 'bank', mem.bank); _store(self, 'bank_sq', (mem.bank.float() ** 2).sum(1))
-        self.b = min(mem.num_neighbors, len(mem.bank))
-        if self.b > 1: self.register_buffer('support', mem.nearest(mem.bank, self.b)[1].cpu())  # the b nearest bank rows of each bank row
-
-    def forward(self, x):
-        s8, s16 = self.taps(x)
-        p = locally_aware_patches({'stride8': s8, 'stride16': s16}, self.dim)
-        B, D, h, w = p.shape
-        p = p.permute(0, 2, 3, 1).reshape(B, h * w, D)
-        bank = _get(self, 'bank')
-        d, i = _nearest(p, bank, _get(self, 'bank_sq'))
-        worst = d.argmax(1, keepdim=True)                              # the most anomalous patch of each image
-        d_star = d.gather(1, worst)[:, 0]
-        if self.b > 1:
-            m_test = p.gather(1, worst[:, :, None].expand(B, 1, D))
-            dist = (bank[self.support[i.gather(1, worst)[:, 0]]] - m_test).norm(dim=-1)   # (B, b)
-            d_star = (1 - torch.exp(d_star - dist.logsumexp(1))) * d_star
-        return d_star, anomaly_maps(d.view(B, h, w), self.size)
-
-# %% ../nbs/12_export.ipynb #ed415c46
-class PaDiMGraph(nn.Module):
-    "`PaDiMDetector._score`: Mahalanobis distance to the Gaussian of each position; score = maximum of the map."
-    def __init__(self, det: PaDiMDetector):
-        super().__init__()
-        self.taps, self.size = feature_taps(det.backbone, det.layers), tuple(det.pre.input_size)
-        self.register_buffer('channels', det.channels.cpu())
-        _store(self, 'mean', det.mean); _store(self, 'whitening', det.whitening)
-
-    def forward(self, x):
-        emb = upsampled_cat(self.taps(x))[:, self.channels]
-        maps = anomaly_maps(mahalanobis_maps(emb, _get(self, 'mean'), _get(self, 'whitening')).sqrt(), self.size)
-        return maps.amax((1, 2)), maps
-
-# %% ../nbs/12_export.ipynb #966dc88e
-def head_gradient(head: nn.Module, e: Tensor, target: int = 1) -> Tensor:
-    "d logit[target] / d embedding (B, D) of `head` at embeddings `e` (B, D), in closed form: Linear (softmax, center), L2Softmax, CosineHead."
-    def through_normalize(v, e):  # F.normalize's Jacobian applied to v
-        n = e.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        u = e / n
-        return (v - u * (u * v).sum(1, keepdim=True)) / n
-    if isinstance(head, L2Softmax): return head.alpha * through_normalize(head.weight[target].expand_as(e), e)
-    if isinstance(head, nn.Linear): return head.weight[target].expand_as(e)
-    if isinstance(head, CosineHead): return through_normalize(F.normalize(head.weight, dim=1)[target].expand_as(e), e)
-    raise TypeError(f'no forward-only map for a head of type {type(head).__name__}: export supports Linear, L2Softmax and CosineHead heads')
-
-class TwinMember(nn.Module):
-    "One member of a `TwinDetector`: raw score of its embedding (k-NN, LOF or Mahalanobis) and its Grad-CAM map, forward-only."
-    def __init__(self, model: nn.Module, scorer, size):
-        super().__init__()
-        self.body, self.head = copy.deepcopy(model.body).cpu().eval(), copy.deepcopy(model.head).cpu().eval()
-        self.kind, self.size = scorer.name, tuple(size)
-        emb = scorer.train_emb.float().cpu()
-        if self.kind == 'knn':
-            self.k = min(scorer.k, len(emb))
-            _store(self, 'emb', F.normalize(emb, dim=1))
-        elif self.kind == 'lof':  # scikit-learn's novelty LOF, cosine metric: its fitted tables
-            lof = scorer.lof
-            self.k = lof.n_neighbors_
-            _store(self, 'emb', F.normalize(emb, dim=1))
-            self.register_buffer('kdist', torch.from_numpy(lof._distances_fit_X_[:, -1]).double())
-            self.register_buffer('lrd', torch.from_numpy(lof._lrd).double())
-        elif self.kind == 'mahalanobis':
-            self.register_buffer('mean', scorer.mean.double()); self.register_buffer('prec', scorer.prec.double())
-        else: raise TypeError(f'no export for the twin scorer {self.kind!r}')
-
-    def forward(self, x):
-        a = self.body(x)                                   # the map Grad-CAM explains
-        e = a.mean((2, 3))
-        if self.kind == 'mahalanobis':
-            d = e.double() - self.mean
-            s = ((d @ self.prec) * d).sum(1).clamp_min(0).sqrt().float()
-        else:
-            key, i = (F.normalize(e, dim=1) @ _get(self, 'emb').T).topk(self.k, dim=1)
-            if self.kind == 'knn': s = (1 - key).mean(1)
-            else:  # -LocalOutlierFactor.score_samples: mean lrd of the neighbours / lrd of the query
-                reach = torch.maximum((1 - key).double().clamp(0, 2), self.kdist[i])
-                s = (self.lrd[i].mean(1) * (reach.mean(1) + 1e-10)).float()
-        g = head_gradient(self.head, e) / (a.shape[2] * a.shape[3])   # Grad-CAM's channel weights
-        cam = F.relu((a * g[:, :, None, None]).sum(1, keepdim=True))
-        return s, F.interpolate(cam.float(), size=self.size, mode='bilinear', align_corners=False)[:, 0]
-
-class TwinGraph(nn.Module):
-    "`TwinDetector._score`: the members' scores (min-max normalised and averaged for an ensemble) and their mean map."
-    def __init__(self, det: TwinDetector):
-        super().__init__()
-        self.members = nn.ModuleList([TwinMember(m, s, det.pre.input_size) for m, s in zip(det.models, det.scorers)])
-        self.norms = [(float(n.min), float(n.max - n.min if n.max > n.min else 1.)) for n in det.norms]
-
-    def forward(self, x):
-        rs = [m(x) for m in self.members]
-        scores = rs[0][0] if len(rs) == 1 else torch.stack([(s - lo) / sc for (s, _), (lo, sc) in zip(rs, self.norms)]).mean(0)
-        return scores, torch.stack([m for _, m in rs]).mean(0)
-
-# %% ../nbs/12_export.ipynb #b1337014
-class FlowGraph(nn.Module):
-    "`FlowDetector._score`: negative log-likelihood of the standardised patch features under the conditional flow (the map); score = maximum of the map."
-    def __init__(self, det: FlowDetector):
-        super().__init__()
-        self.taps, self.size = feature_taps(det.backbone, ('stride8', 'stride16')), tuple(det.pre.input_size)
-        self.flow = copy.deepcopy(det.flow).cpu().eval()
-        self.register_buffer('mean', det.mean.detach().float().cpu()); self.register_buffer('std', det.std.detach().float().cpu())
-        with torch.no_grad(): h, w = self._features(torch.zeros(1, 3, *self.size)).shape[-2:]
-        self.register_buffer('cond', det._cond(h, w).float().cpu())   # (h * w, cond_dim), row by row
-
-    def _features(self, x):
-        s8, s16 = self.taps(x)
-        return locally_aware_patches({'stride8': s8, 'stride16': s16}, 1 << 30)
-
-    def forward(self, x):
-        f = FlowDetector._standard(self, self._features(x))
-        B, C, h, w = f.shape
-        nll = -self.flow.log_prob(f.permute(0, 2, 3, 1).reshape(-1, C), self.cond.repeat(B, 1))
-        maps = anomaly_maps(nll.view(B, h, w), self.size)
-        return maps.amax((1, 2)), maps
-
-# %% ../nbs/12_export.ipynb #d984ae61
-def resize_matrices(size, to) -> tuple[Tensor, Tensor]:
-    "`Ry` (h, H) and `Rx` (W, w) with `Ry @ x @ Rx` = `F.interpolate(x, to, mode='bilinear', antialias=True)` for x (..., H, W): the resize as two matrix products."
-    (H, W), (h, w) = size, to
-    rs = lambda n, m, axis: F.interpolate(torch.eye(n)[None, None], size=(m, n) if axis == 0 else (n, m), mode='bilinear',
-                                         align_corners=False, antialias=True)[0, 0]
-    return rs(H, h, 0), rs(W, w, 1)
-
-class AutoencoderGraph(nn.Module):
-    "`AutoencoderDetector._score`: reconstruction residual of the autoencoder's input (the map, upsampled and blurred); score = maximum of the map."
-    def __init__(self, det: AutoencoderDetector):
-        super().__init__()
-        self.model, self.loss, self.color = copy.deepcopy(det.model).cpu().eval(), det.loss, det.color
-        self.size, self.ae_input = tuple(det.pre.input_size), tuple(det.ae_input)
-        self.resize = self.size != self.ae_input
-        if self.resize:
-            ry, rx = resize_matrices(self.size, self.ae_input)
-            self.register_buffer('ry', ry); self.register_buffer('rx', rx)
-
-    def forward(self, x):
-        if self.resize: x = self.ry @ x @ self.rx
-        maps = anomaly_maps(AutoencoderDetector._residual(self, AutoencoderDetector._prep(self, x)), self.size)
-        return maps.amax((1, 2)), maps
-
-# %% ../nbs/12_export.ipynb #14aec371
-class TiledGraph(nn.Module):
-    "`TiledDetector._score`: the inner method's graph on every tile; image score = max over tiles, maps averaged where tiles overlap."
-    def __init__(self, det: TiledDetector):
-        super().__init__()
-        self.inner = scoring_graph(det.inner)
-        self.grid, self.T, (self.H, self.W) = det.grid, det.tile, det.pre.input_size
-        counts = torch.zeros(self.H, self.W)
-        for t, l in self.grid: counts[t:t + self.T, l:l + self.T] += 1
-        self.register_buffer('counts', counts)
-
-    def forward(self, x):
-        T, n, B = self.T, len(self.grid), x.shape[0]
-        s, m = self.inner(torch.cat([x[:, :, t:t + T, l:l + T] for t, l in self.grid]))   # tile-major: (n * B, 3, T, T)
-        maps = sum(F.pad(m[j * B:(j + 1) * B], (l, self.W - l - T, t, self.H - t - T)) for j, (t, l) in enumerate(self.grid))
-        return s.view(n, B).amax(0), maps / self.counts
-
 # %% ../nbs/12_export.ipynb #04e2d5a4
-GRAPHS = {KNNDetector: KNNGraph, PatchCoreDetector: PatchCoreGraph, PaDiMDetector: PaDiMGraph, TwinDetector: TwinGraph,
-          FlowDetector: FlowGraph, AutoencoderDetector: AutoencoderGraph, TiledDetector: TiledGraph}
-
-def scoring_graph(det: Detector) -> nn.Module:
-    "The raw scoring of `det` as a plain module: images (B, 3, H, W) in 0..1 -> (scores (B,), maps (B, H, W)), as `det.score`."
-    for cls in type(det).__mro__:
-        if cls in GRAPHS: return GRAPHS[cls](det).eval()
-    raise ValueError(f'method {det.method!r} ({type(det).__name__}) has no export yet; exportable: {sorted(c.method for c in GRAPHS)}')
-
 class ExportedDetector(nn.Module):
-    "What an exported file computes: images (B, 3, H, W) in 0..1 -> score (B,), norm_score (B,), map (B, H, W), anomalous (B,)."
+    "What an exported file computes: images (B, 3, H, W) in 0..1 -> score (B,), norm_score (B,), map (B, H, W), anomalous (B,), nearest (B,)."
     def __init__(self, det: Detector):
         super().__init__()
         det._check_fitted()
-        self.graph, self.normalise = scoring_graph(det), Normalise(det)
+        self.scoring, self.normalise = copy.deepcopy(det.module).cpu().eval(), Normalise(det)
 
     def forward(self, x):
-        s, m = self.graph(x)
+        s, m, near = self.scoring(x)
         n, flag = self.normalise(s)
-        return s, n, m, flag
+        return s, n, m, flag, near
 
 # %% ../nbs/12_export.ipynb #7d41172c
 FORMATS = ('onnx', 'torchscript')
 OPSET = 17
-OUTPUTS = ('score', 'norm_score', 'map', 'anomalous')
+OUTPUTS = ('score', 'norm_score', 'map', 'anomalous', 'nearest')
 META_KEY = 'anomaly_fastai'   # ONNX metadata_props key / TorchScript extra file `anomaly_fastai.json`
 
 def export_metadata(det: Detector) -> dict:
-    "What a runtime needs besides the graph: geometry, input size, threshold, normalisation, map range, method, backbone, versions."
+    "What a runtime needs besides the graph: geometry, input size, threshold, normalisation, map range, method, backbone, training images, versions."
     H, W = det.pre.input_size
     return dict(format=1, library_version=__version__, torch_version=torch.__version__, method=det.method, label=det.label,
                 backbone=det.backbone_name, params=det.params, preprocess=det.pre.to_dict(), input_size=[H, W],
                 threshold=det.threshold, norm=det.norm.to_dict(), norm_rule=Normalise.rule, calibration=det.calibration,
-                map_range=list(det.map_range) if det.map_range else None,
+                map_range=list(det.map_range) if det.map_range else None, train_paths=det.train_paths,
                 input='x: float32 (B, 3, H, W), RGB in 0..1 as Preprocess.image makes it (the normalisation is inside the graph)',
                 outputs=dict(score='raw score (B,)', norm_score='normalised score (B,), float64, 0.5 at the threshold',
                              map='anomaly map (B, H, W) on the input; Preprocess.unmap takes it to the whole image',
-                             anomalous='score > threshold (B,)'))
+                             anomalous='score > threshold (B,)', nearest='index into train_paths of the nearest good image (B,), -1: none'))
 
 class _quiet(warnings.catch_warnings):
     "Silence the tracers' deprecation and tracer notices (nothing a user can act on)."
@@ -308,12 +74,18 @@ def _onnx():
     except ImportError: raise RuntimeError('exporting to ONNX needs the onnx package: `pip install onnx` (or `pip install anomaly-fastai[export]`)') from None
     return onnx
 
-def _write_onnx(module: nn.Module, x: Tensor, meta: dict, path: Path, opset: int):
+def _example(det: Detector) -> Tensor:
+    "The batch the tracers run: 2 images (so that the batch axis is traced as a variable) of the input size."
+    return torch.rand(2, 3, *det.pre.input_size, generator=torch.Generator().manual_seed(0))
+
+def onnx_bytes(det: Detector, opset: int = OPSET, meta: dict | None = None) -> bytes:
+    "The fitted detector `det` as an ONNX model in memory (what `export_model` writes), with `export_metadata` (updated by `meta`)."
     onnx, f = _onnx(), io.BytesIO()
+    meta = {**export_metadata(det), **(meta or {})}
     try:
-        with _quiet():
-            torch.onnx.export(module, (x,), f, dynamo=False, opset_version=opset, input_names=['x'], output_names=list(OUTPUTS),
-                              dynamic_axes={n: {0: 'batch'} for n in ('x', *OUTPUTS)},
+        with _quiet(), torch.no_grad():
+            torch.onnx.export(ExportedDetector(det).eval(), (_example(det),), f, dynamo=False, opset_version=opset, input_names=['x'],
+                              output_names=list(OUTPUTS), dynamic_axes={n: {0: 'batch'} for n in ('x', *OUTPUTS)},
                               do_constant_folding=False)  # folding would turn float16 banks into float32 ones in the file
     except torch.onnx.errors.OnnxExporterError as e:
         msg = str(e).strip().splitlines()[0].split(' [Caused by')[0].strip()[:300]
@@ -323,16 +95,18 @@ def _write_onnx(module: nn.Module, x: Tensor, meta: dict, path: Path, opset: int
     onnx.helper.set_model_props(model, {META_KEY: json.dumps(meta)})
     model.producer_name, model.producer_version = 'anomaly_fastai', __version__
     model.doc_string = f'anomaly_fastai {meta["method"]} ({meta["backbone"]}): x (B, 3, {meta["input_size"][0]}, {meta["input_size"][1]}) in 0..1 -> {", ".join(OUTPUTS)}'
-    path.write_bytes(model.SerializeToString())
+    return model.SerializeToString()
 
-def _write_torchscript(module: nn.Module, x: Tensor, meta: dict, path: Path):
-    with _quiet():
-        ts = torch.jit.trace(module, (x,), check_trace=False)
-        torch.jit.save(ts, str(path), _extra_files={f'{META_KEY}.json': json.dumps(meta)})
+def _torchscript_bytes(det: Detector) -> bytes:
+    f = io.BytesIO()
+    with _quiet(), torch.no_grad():
+        ts = torch.jit.trace(ExportedDetector(det).eval(), (_example(det),), check_trace=False)
+        torch.jit.save(ts, f, _extra_files={f'{META_KEY}.json': json.dumps(export_metadata(det))})
+    return f.getvalue()
 
 def export_model(model, fmt: str = 'onnx', out=None, force: bool = False, opset: int = OPSET) -> Path:
     """Write the fitted detector `model` (a `Detector`, or a model directory written by `save_detector` / `fit`) as the
-    single file `out` (default: the directory's name + .onnx / .pt): preprocessed images -> score, norm_score, map, anomalous."""
+    single file `out` (default: the directory's name + .onnx / .pt): preprocessed images -> score, norm_score, map, anomalous, nearest."""
     if fmt not in FORMATS: raise ValueError(f'format must be one of {FORMATS}, not {fmt!r}')
     if fmt == 'onnx': _onnx()
     if out is None:
@@ -342,15 +116,11 @@ def export_model(model, fmt: str = 'onnx', out=None, force: bool = False, opset:
     if out.is_dir(): raise FileExistsError(f'{out}: is a directory; expected the path of the file to write')
     if out.exists() and not force: raise FileExistsError(f'{out}: the file already exists; pass force=True (CLI: --force) to overwrite it')
     det = model if isinstance(model, Detector) else load_detector(model, device='cpu')
-    module = ExportedDetector(det).eval()
-    H, W = det.pre.input_size
-    x = torch.rand(2, 3, H, W, generator=torch.Generator().manual_seed(0))  # batch 2: the batch axis is traced as a variable
+    data = onnx_bytes(det, opset) if fmt == 'onnx' else _torchscript_bytes(det)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f'.{out.name}.tmp')
     try:
-        with torch.no_grad():
-            if fmt == 'onnx': _write_onnx(module, x, export_metadata(det), tmp, opset)
-            else: _write_torchscript(module, x, export_metadata(det), tmp)
+        tmp.write_bytes(data)
         os.replace(tmp, out)
     finally:
         if tmp.exists(): tmp.unlink()

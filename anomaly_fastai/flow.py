@@ -11,14 +11,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 from fastprogress.fastprogress import progress_bar
-from .backbones import extract_features
+from .backbones import extract_features, feature_taps
 from .data import check_holdout, hold_out_good
 from .detector import gaussian_blur, register
 from .patch import FeatureMapDetector, anomaly_maps, locally_aware_patches
 
 # %% auto #0
 __all__ = ['ANOMALIES', 'positional_encoding', 'AffineCoupling', 'ConditionalFlow', 'normal_boundary', 'bgspp_loss',
-           'paste_anomaly', 'lr_schedule', 'FlowDetector']
+           'paste_anomaly', 'lr_schedule', 'FlowScoring', 'FlowDetector']
 
 # %% ../nbs/15_flow.ipynb #ceddeda3
 def positional_encoding(d: int, h: int, w: int) -> Tensor:
@@ -140,6 +140,39 @@ def lr_schedule(opt: torch.optim.Optimizer, lr: float, steps: int) -> torch.opti
     return torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.08, anneal_strategy='cos',
                                                div_factor=10, final_div_factor=100, cycle_momentum=False)
 
+# %% ../nbs/15_flow.ipynb #a9ed025b
+class FlowScoring(nn.Module):
+    "A fitted flow's scoring: images (B, 3, H, W) in 0..1 -> scores (B,) (maximum of the map), maps (B, H, W) (patch NLL per dimension), nearest (B,) = -1."
+    def __init__(self, backbone, flow: ConditionalFlow, mean: Tensor, std: Tensor, size, cond_dim: int, chunk: int = 4096):
+        super().__init__()
+        self.taps, self.flow, self.size, self.chunk = feature_taps(backbone, ('stride8', 'stride16')), flow, tuple(size), chunk
+        self.register_buffer('mean', mean.detach().float()); self.register_buffer('std', std.detach().float())
+        with torch.no_grad(): h, w = self.features(torch.zeros(1, 3, *self.size, device=self.mean.device)).shape[-2:]
+        self.register_buffer('cond', positional_encoding(cond_dim, h, w).flatten(1).T.to(self.mean.device))  # (h * w, cond_dim), row by row
+
+    def features(self, x: Tensor) -> Tensor:
+        "Raw patch features (B, C, h, w) on the stride-8 grid."
+        s8, s16 = self.taps(x)
+        return locally_aware_patches({'stride8': s8, 'stride16': s16}, 1 << 30)
+
+    def standard(self, f: Tensor) -> Tensor: return (f - self.mean[:, None, None]) / self.std[:, None, None]
+
+    def nll(self, f: Tensor) -> Tensor:
+        "Per-dimension negative log-likelihood (B, h, w) of standardised features (B, C, h, w)."
+        B, C, h, w = f.shape
+        p, out = f.flatten(2).transpose(1, 2), []   # (B, h * w, C)
+        for s in range(0, h * w, self.chunk):        # h * w is fixed by the input size: a static loop
+            c = self.cond[s:s + self.chunk]
+            out.append(-self.flow.log_prob(p[:, s:s + self.chunk].reshape(-1, C), c.repeat(B, 1)).view(B, -1))
+        return torch.cat(out, 1).view(B, h, w)
+
+    def maps(self, f: Tensor) -> Tensor: return anomaly_maps(self.nll(f), self.size)  # of standardised features
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        maps = self.maps(self.standard(self.features(x)))
+        scores = maps.amax((1, 2))
+        return scores, maps, torch.full_like(scores, -1, dtype=torch.long)
+
 # %% ../nbs/15_flow.ipynb #5cf3e275
 ANOMALIES = ('auto', 'none', 'pseudo', 'real')
 
@@ -147,9 +180,23 @@ ANOMALIES = ('auto', 'none', 'pseudo', 'real')
 class FlowDetector(FeatureMapDetector):
     "A conditional normalizing flow on stride-8 patch features; negative log-likelihood maps; BGAD's BG-SPP loss with real or pasted defects."
     method = 'flow'
-    def __init__(self, backbone='mobilenet_v2', pre=None, epochs: int = 10, lr: float = 1e-3, coupling_layers: int = 8,
-                 cond_dim: int = 128, clamp: float = 1.9, anomalies: str = 'auto', beta: float = 0.01, tau: float = 0.1,
-                 lam: float = 1., n_pseudo: int = 32, patches_per_batch: int = 1024, holdout: float = 0.1, defects_record: Optional[dict] = None, **kw):
+    def __init__(self,
+                 backbone='mobilenet_v2',  # feature backbone (frozen): a name or a `Backbone`
+                 pre=None,  # input geometry (`Preprocess`; default 256 px)
+                 epochs: int = 10,  # training epochs over the normal patches
+                 lr: float = 1e-3,  # peak learning rate of the warm-up and cosine schedule (`lr_schedule`)
+                 coupling_layers: int = 8,  # affine coupling layers of the flow
+                 cond_dim: int = 128,  # channels of the positional encoding the couplings are conditioned on (a multiple of 4)
+                 clamp: float = 1.9,  # soft clamp of the couplings' log-scales
+                 anomalies: str = 'auto',  # what the flow learns the boundary from: auto (real defects when the dataset has them, else none), real, pseudo, none
+                 beta: float = 0.01,  # quantile of normal log-likelihoods that sets the boundary
+                 tau: float = 0.1,  # margin of the boundary-guided loss
+                 lam: float = 1.,  # weight of the boundary-guided loss
+                 n_pseudo: int = 32,  # pseudo anomalies pasted on good images (anomalies='pseudo')
+                 patches_per_batch: int = 1024,  # normal patches per training batch
+                 holdout: float = 0.1,  # share of the good images held out of training to set the threshold (0: in-sample)
+                 defects_record: Optional[dict] = None,  # the labelled defects trained on (set by `fit`, saved with the model)
+                 **kw):  # `Detector`'s options: pretrained, seed, frr, device
         if anomalies not in ANOMALIES: raise ValueError(f'anomalies must be one of {ANOMALIES}, got {anomalies!r}')
         for name, v in (('epochs', epochs), ('coupling_layers', coupling_layers), ('n_pseudo', n_pseudo), ('patches_per_batch', patches_per_batch)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f'{name} must be an integer >= 1, got {v!r}')
@@ -186,14 +233,8 @@ class FlowDetector(FeatureMapDetector):
         "Conditions (h*w, cond_dim) of the positions of an h x w grid, row by row."
         return positional_encoding(self.cond_dim, h, w).flatten(1).T.to(self.device)
 
-    @torch.no_grad()
-    def _patch_nll(self, f: Tensor, chunk: int = 8192) -> Tensor:
-        "Per-dimension negative log-likelihood (B, h, w) of standardised features (B, C, h, w)."
-        B, C, h, w = f.shape
-        x, c = f.permute(0, 2, 3, 1).reshape(-1, C), self._cond(h, w).repeat(B, 1)
-        return torch.cat([-self.flow.log_prob(x[i:i + chunk], c[i:i + chunk]) for i in range(0, len(x), chunk)]).view(B, h, w)
-
-    def _maps(self, f: Tensor, size) -> Tensor: return anomaly_maps(self._patch_nll(f), size)
+    def _scoring_module(self) -> FlowScoring:
+        return FlowScoring(self.backbone, self.flow, self.mean, self.std, self.pre.input_size, self.cond_dim).to(self.device)
 
     # -- training data
     def _anomalous(self, ds, progress) -> tuple[Tensor, Tensor]:
@@ -253,18 +294,15 @@ class FlowDetector(FeatureMapDetector):
                 tot += loss.item() * len(idx)
             self.losses.append(tot / len(xn))
         self.flow.eval()
-        if held is not None: good = self._standard(torch.cat([self._features(xb).clone() for xb in self._batches(held, bs, False)]))
-        maps = torch.cat([self._maps(good[i:i + 32], self.pre.input_size) for i in range(0, len(good), 32)])
+        m = self.module  # the scoring module of the trained flow scores the held-out (or training) images
+        with torch.no_grad():
+            if held is not None: good = torch.cat([m.standard(m.features(xb)) for xb in self._batches(held, bs, False)])
+            maps = torch.cat([m.maps(good[i:i + 32]) for i in range(0, len(good), 32)])
         self._loo = maps.amax((1, 2)).cpu()
         self._set_map_range(maps[:16])
 
     def _loo_scores(self): return self._loo
     def _scored_as(self): return 'held-out' if self.holdout else 'in-sample'  # the threshold's good images
-
-    @torch.inference_mode()
-    def _score(self, x):
-        maps = self._maps(self._standard(self._features(x)), x.shape[-2:])
-        return dict(scores=maps.amax((1, 2)).cpu(), maps=maps.cpu(), nearest=None)
 
     def fit(self, ds, bs=32, progress=True):
         "Fit on the good images of `ds` and, per `anomalies`, on its defects (`with_defects`) or pasted pseudo anomalies; `defects_record` goes to config.json."

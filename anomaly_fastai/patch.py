@@ -7,16 +7,16 @@ from __future__ import annotations
 from typing import Optional
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import nn, Tensor
 from fastprogress.fastprogress import progress_bar
-from .backbones import Backbone, extract_features, get_backbone
-from .scoring import NearestNeighbours, greedy_coreset
-from .detector import Detector, KNNDetector, gaussian_blur, register
+from .backbones import Backbone, extract_features, feature_taps, get_backbone
+from .scoring import BankSearch, NearestNeighbours, float_buffer, greedy_coreset, store_buffer
+from .detector import Detector, KNNDetector, KNNScoring, gaussian_blur, register
 
 # %% auto #0
-__all__ = ['stride4_layer', 'upsampled_cat', 'anomaly_maps', 'FeatureMapDetector', 'locally_aware_patches', 'PatchMemory',
-           'PatchCoreDetector', 'PositionGaussians', 'mahalanobis_maps', 'loo_mahalanobis', 'PaDiMDetector',
-           'SPADEDetector']
+__all__ = ['stride4_layer', 'upsampled_cat', 'anomaly_maps', 'FeatureMapDetector', 'locally_aware_patches', 'reweighted_score',
+           'PatchMemory', 'PatchCoreScoring', 'PatchCoreDetector', 'PositionGaussians', 'mahalanobis_maps',
+           'loo_mahalanobis', 'PaDiMScoring', 'PaDiMDetector', 'SPADEScoring', 'SPADEDetector']
 
 # %% ../nbs/10_patch.ipynb #50d3b1ed
 def stride4_layer(backbone: Backbone) -> str:
@@ -59,6 +59,12 @@ def locally_aware_patches(feats: dict, dim: int) -> Tensor:
     return F.adaptive_avg_pool1d(emb.permute(0, 2, 3, 1).reshape(-1, 1, C), dim).view(B, h, w, dim).permute(0, 3, 1, 2)
 
 # %% ../nbs/10_patch.ipynb #57a7c74d
+def reweighted_score(d_star: Tensor, m_test: Tensor, support: Tensor) -> Tensor:
+    """PatchCore's image score (Eq. 7): the largest patch distance `d_star` (B,), re-weighted by the distances of that
+    patch `m_test` (B, D) to `support` (B, b, D), the b nearest bank rows of its nearest bank row m* (m* among them)."""
+    dist = (support - m_test[:, None]).norm(dim=-1)   # (B, b)
+    return (1 - torch.exp(d_star - dist.logsumexp(1))) * d_star
+
 class PatchMemory:
     "PatchCore's memory bank: patch embeddings (n, D) with the training image each came from; nearest-neighbour search and the image score (Eq. 7)."
     def __init__(self, bank: Tensor, sources: Tensor, num_neighbors: int = 9, search: str = 'torch'):
@@ -79,7 +85,7 @@ class PatchMemory:
         return d, i
 
     def score(self, patches: Tensor, exclude: Optional[int] = None) -> dict:
-        "For patch embeddings (B, P, D): image `scores` (B,) by Eq. 7, `patch_distances` (B, P), and the training image most patches matched, `nearest` (B,)."
+        "For patch embeddings (B, P, D): image `scores` (B,) by Eq. 7 and `patch_distances` (B, P), the training image `exclude` left out (the leave-one-out scores of `fit`)."
         B, P, D = patches.shape
         d, i = self.nearest(patches.reshape(-1, D), 1, exclude)
         d, i = d.view(B, P), i.view(B, P)
@@ -88,17 +94,52 @@ class PatchMemory:
         b = min(self.num_neighbors, len(self.bank) - (0 if exclude is None else int((self.sources == exclude).sum())))
         if b > 1:
             _, support = self.nearest(self.bank[m_star], b, exclude)
-            dist = (self.bank[support] - m_test[:, None]).norm(dim=-1)   # (B, b)
-            d_star = (1 - torch.exp(d_star - dist.logsumexp(1))) * d_star
-        return dict(scores=d_star, patch_distances=d, nearest=self.sources[i].mode(1).values)
+            d_star = reweighted_score(d_star, m_test, self.bank[support])
+        return dict(scores=d_star, patch_distances=d)
+
+# %% ../nbs/10_patch.ipynb #c6750856
+class PatchCoreScoring(nn.Module):
+    "The scoring module of `PatchCoreDetector`: nearest bank patch of every patch (the map), re-weighted image score (Eq. 7), the training image most patches matched."
+    def __init__(self, det: 'PatchCoreDetector'):
+        super().__init__()
+        self.taps = feature_taps(det.backbone, ('stride8', 'stride16'))
+        self.dim, self.size, mem = det.dim, tuple(det.pre.input_size), det.memory
+        self.search = BankSearch(mem.bank, det.search, mem.nn)
+        self.b = min(mem.num_neighbors, len(mem.bank))
+        if self.b > 1: store_buffer(self, 'support', mem.nearest(mem.bank, self.b)[1])  # the b nearest bank rows of each bank row
+        store_buffer(self, 'sources', mem.sources)
+        self.n_images = max(len(det.train_paths), int(mem.sources.max()) + 1)
+
+    def forward(self, x):
+        # traced: the fitted input size, a constant; eagerly, the size of `x` (PatchCore also scores other sizes)
+        size = self.size if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() else tuple(x.shape[-2:])
+        s8, s16 = self.taps(x)
+        p = locally_aware_patches({'stride8': s8, 'stride16': s16}, self.dim)
+        B, D, h, w = p.shape
+        p = p.permute(0, 2, 3, 1).reshape(B, h * w, D)
+        d, i = self.search(p)
+        worst = d.argmax(1, keepdim=True)                              # the most anomalous patch of each image
+        d_star = d.gather(1, worst)[:, 0]
+        if self.b > 1:
+            m_test = p.gather(1, worst[:, :, None].expand(B, 1, D))[:, 0]
+            d_star = reweighted_score(d_star, m_test, float_buffer(self.search, 'bank')[self.support[i.gather(1, worst)[:, 0]]])
+        votes = torch.zeros_like(d[:, :1]).repeat(1, self.n_images).scatter_add(1, self.sources[i], torch.ones_like(d))
+        return d_star, anomaly_maps(d.view(B, h, w), size), votes.argmax(1)
 
 # %% ../nbs/10_patch.ipynb #73fa322c
 @register
 class PatchCoreDetector(FeatureMapDetector):
     "PatchCore: a coreset memory bank of locally aware patch embeddings; nearest-neighbour patch distances, re-weighted image score."
     method = 'patchcore'
-    def __init__(self, backbone='mobilenet_v2', pre=None, coreset: float = 0.1, dim: int = 128, num_neighbors: int = 9,
-                 search: str = 'torch', loo_images: int = 64, **kw):
+    def __init__(self,
+                 backbone='mobilenet_v2',  # feature backbone
+                 pre=None,  # preprocessing (`Preprocess`); default `Preprocess()`
+                 coreset: float = 0.1,  # share of patches kept in the memory bank
+                 dim: int = 128,  # patch embedding size
+                 num_neighbors: int = 9,  # bank neighbours of the image-score re-weighting (Eq. 7)
+                 search: str = 'torch',  # nearest-neighbour backend: torch (exact), faiss (exact), faiss-ivf, faiss-hnsw (approximate)
+                 loo_images: int = 64,  # training images scored leave-one-out for the threshold
+                 **kw):
         if not 0 < coreset <= 1: raise ValueError(f'coreset must be in (0, 1] (the share of patches kept in the bank), got {coreset}')
         if dim < 1 or num_neighbors < 1 or loo_images < 1:
             raise ValueError(f'dim, num_neighbors and loo_images must be at least 1, got {dim}, {num_neighbors}, {loo_images}')
@@ -137,13 +178,7 @@ class PatchCoreDetector(FeatureMapDetector):
 
     def _loo_scores(self): return self._loo
 
-    @torch.inference_mode()
-    def _score(self, x):
-        p = self._patches(x)
-        B, h, w, D = p.shape
-        r = self.memory.score(p.reshape(B, -1, D))
-        return dict(scores=r['scores'].cpu(), maps=anomaly_maps(r['patch_distances'].view(B, h, w), x.shape[-2:]).cpu(),
-                    nearest=r['nearest'].cpu())
+    def _scoring_module(self) -> PatchCoreScoring: return PatchCoreScoring(self).to(self.device)
 
     def _state(self): return dict(bank=self.memory.bank.half(), sources=self.memory.sources, map_range=torch.tensor(self.map_range))
     def _load_state(self, st):
@@ -185,12 +220,35 @@ def loo_mahalanobis(sq: Tensor, n: int) -> Tensor:
     "Squared Mahalanobis distances of training embeddings to the Gaussians fitted without them, from their in-sample ones `sq` (n images)."
     return n * n * (n - 2) / (n - 1) ** 3 * sq / (1 - n * sq / (n - 1) ** 2).clamp_min(1e-6)
 
+# %% ../nbs/10_patch.ipynb #ba5d2ee2
+class PaDiMScoring(nn.Module):
+    "The scoring module of `PaDiMDetector`: Mahalanobis distance of each position's embedding to its Gaussian (the map, upsampled and blurred); score = maximum of the map; no nearest image."
+    def __init__(self, det: 'PaDiMDetector'):
+        super().__init__()
+        self.taps, self.size = feature_taps(det.backbone, det.layers), tuple(det.pre.input_size)
+        store_buffer(self, 'channels', det.channels)
+        store_buffer(self, 'mean', det.mean); store_buffer(self, 'whitening', det.whitening)  # the whitening matrices are float16
+
+    def forward(self, x):
+        if not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()) and tuple(x.shape[-2:]) != self.size:
+            raise ValueError(f'PaDiM models each position of the input it was fitted on: it scores inputs of {self.size[0]} x {self.size[1]} px, '
+                             f'got {x.shape[-2]} x {x.shape[-1]}')
+        emb = upsampled_cat(self.taps(x))[:, self.channels]
+        maps = anomaly_maps(mahalanobis_maps(emb, float_buffer(self, 'mean'), float_buffer(self, 'whitening')).sqrt(), self.size)
+        scores = maps.amax((1, 2))
+        return scores, maps, torch.zeros_like(scores, dtype=torch.long) - 1
+
 # %% ../nbs/10_patch.ipynb #c8c66115
 @register
 class PaDiMDetector(FeatureMapDetector):
     "PaDiM: a Gaussian per position of random channels of the stride-4/8/16 embeddings; Mahalanobis distance maps."
     method = 'padim'
-    def __init__(self, backbone='mobilenet_v2', pre=None, d: int = 100, eps: float = 0.01, **kw):
+    def __init__(self,
+                 backbone='mobilenet_v2',  # feature backbone
+                 pre=None,  # preprocessing (`Preprocess`); default `Preprocess()`
+                 d: int = 100,  # random channels of the per-position Gaussians
+                 eps: float = 0.01,  # covariance regularisation
+                 **kw):
         if eps <= 0: raise ValueError(f'eps must be positive (it makes each covariance invertible), got {eps}')
         super().__init__(backbone, pre, d=d, eps=eps, **kw)
         self.d, self.eps = d, eps
@@ -205,14 +263,10 @@ class PaDiMDetector(FeatureMapDetector):
         f = extract_features(self.backbone, x, self.layers)
         return upsampled_cat([f[l] for l in self.layers])[:, self.channels]
 
-    def _maps(self, x: Tensor, left_out_of: Optional[int] = None) -> Tensor:
-        "Anomaly maps (B, H, W) of `x`; leave-one-out maps when `x` are training images, of `left_out_of` in all."
-        if tuple(x.shape[-2:]) != tuple(self.pre.input_size):
-            H, W = self.pre.input_size
-            raise ValueError(f'PaDiM models each position of the input it was fitted on: it scores inputs of {H} x {W} px, '
-                             f'got {x.shape[-2]} x {x.shape[-1]}')
+    def _maps(self, x: Tensor, left_out_of: int) -> Tensor:
+        "Leave-one-out anomaly maps (B, H, W) of training images `x`, of `left_out_of` in all (`fit`)."
         sq = mahalanobis_maps(self._embed(x), self.mean, self.whitening)
-        return anomaly_maps((sq if left_out_of is None else loo_mahalanobis(sq, left_out_of)).sqrt(), x.shape[-2:])
+        return anomaly_maps(loo_mahalanobis(sq, left_out_of).sqrt(), x.shape[-2:])
 
     @torch.inference_mode()
     def _fit(self, ds, bs, progress):
@@ -230,10 +284,7 @@ class PaDiMDetector(FeatureMapDetector):
 
     def _loo_scores(self): return self._loo
 
-    @torch.inference_mode()
-    def _score(self, x):
-        maps = self._maps(x)
-        return dict(scores=maps.amax((1, 2)).cpu(), maps=maps.cpu(), nearest=None)
+    def _scoring_module(self) -> PaDiMScoring: return PaDiMScoring(self).to(self.device)
 
     def _state(self):
         return dict(channels=self.channels, mean=self.mean, whitening=self.whitening.half(), map_range=torch.tensor(self.map_range))
@@ -243,11 +294,22 @@ class PaDiMDetector(FeatureMapDetector):
         self.map_range = tuple(st['map_range'].tolist())
 
 # %% ../nbs/10_patch.ipynb #ee01fcf8
+class SPADEScoring(KNNScoring):
+    "The scoring module of `SPADEDetector`: `KNNScoring` on the feature pyramid (the map layers upsampled and concatenated), in float16 as its bank."
+    def patch_map(self, fs: list) -> Tensor: return upsampled_cat(fs).half().float()
+
 @register
 class SPADEDetector(KNNDetector):
     "SPADE: the `k_map` nearest good images by pooled features, then per-position nearest neighbours in their feature pyramids."
     method = 'spade'
-    def __init__(self, backbone='mobilenet_v2', pre=None, k: int = 1, k_map: int = 50, map_layer: str = 'stride8,stride16', scales=(1.,), **kw):
+    def __init__(self,
+                 backbone='mobilenet_v2',  # feature backbone
+                 pre=None,  # preprocessing (`Preprocess`); default `Preprocess()`
+                 k: int = 1,  # nearest neighbours averaged in the image score
+                 k_map: int = 50,  # nearest good images whose feature pyramids are searched for the map
+                 map_layer: str = 'stride8,stride16',  # feature maps of the pyramid, comma-separated
+                 scales=(1.,),  # input scales whose pooled features make the image embedding (e.g. 1,0.7071,0.5)
+                 **kw):
         super().__init__(backbone, pre, k=k, k_map=k_map, map_layer=map_layer, scales=scales, **kw)
 
     def _features(self, x):
@@ -259,3 +321,5 @@ class SPADEDetector(KNNDetector):
     def _set_bank(self, emb, fmaps):
         self.k, self.k_map = min(self.params['k'], len(emb)), min(self.params['k_map'], len(emb))
         super()._set_bank(emb, fmaps)
+
+    def _scoring_module(self) -> SPADEScoring: return SPADEScoring(self).to(self.device)

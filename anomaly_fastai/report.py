@@ -13,7 +13,7 @@ from PIL import Image
 from . import __version__
 from .metrics import ResultsTable, heatmap_overlay, plot_roc, plot_score_hist
 from .data import image_size
-from .detector import original_image, score_images
+from .evaluate import original_image, score_images
 
 # %% auto #0
 __all__ = ['gallery_order', 'png_uri', 'thumb_size', 'Report', 'write_report']

@@ -4,15 +4,17 @@
 
 # %% ../nbs/13_runtime.ipynb #69a71a1d
 from __future__ import annotations
-import argparse, csv, json, os, shutil, sys, warnings
+import argparse, csv, hashlib, json, os, shutil, sys, warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'GEOMETRIES', 'MIN_SIDE', 'MAX_PIXELS', 'META_KEY', 'SKIP_FOLDERS', 'RUNTIME_COLUMNS', 'PREDICT_OUTPUTS',
-           'BLOCKED', 'BLOCKING_PRELUDE', 'ImageError', 'ModelError', 'open_image', 'resize_bilinear', 'Geometry',
-           'eval_size', 'Session', 'load', 'input_images', 'save_heatmap', 'output_name', 'PartlyFailed', 'run_summary',
+__all__ = ['IMAGE_EXTS', 'GEOMETRIES', 'MIN_SIDE', 'MAX_PIXELS', 'META_KEY', 'CACHE_FILE', 'SKIP_FOLDERS', 'PREDICT_COLUMNS',
+           'RUN_FILE', 'PREDICT_OUTPUTS', 'BLOCKED', 'BLOCKING_PRELUDE', 'ImageError', 'ModelError', 'open_image',
+           'resize_bilinear', 'Geometry', 'eval_size', 'file_sha256', 'Engine', 'Session', 'load', 'model_id',
+           'cached_session', 'input_images', 'save_heatmap', 'output_name', 'PartlyFailed', 'run_summary',
            'build_parser', 'check_out', 'prepare_out', 'predict_files', 'main']
 
 # %% ../nbs/13_runtime.ipynb #5df2e767
@@ -162,67 +164,133 @@ def _check_bs(bs) -> int:
         raise ValueError(f'bs: expected an integer >= 1 (images per batch), got {bs!r}')
     return int(bs)
 
-def _open_or_error(path, keep: bool):
-    "`open_image(path)`; with `keep`, the `ImageError` it raised is returned instead (one bad file must not stop a batch)."
-    try: return open_image(path)
-    except ImageError as e:
-        if not keep: raise
-        return e
-
 def _ort():
     try: import onnxruntime
     except ImportError: raise ImportError('the runtime needs onnxruntime: `pip install onnxruntime` (or `pip install anomaly-fastai[runtime]`)') from None
     return onnxruntime
 
-class Session:
-    "An exported model (.onnx) loaded in ONNX Runtime, with its preprocessing; `predict(paths)` scores image files."
-    def __init__(self, path, threads: int | None = None, providers=None):
+def file_sha256(path) -> str:
+    "The SHA-256 checksum of the file `path`, read in chunks."
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
+    return h.hexdigest()
+
+class Engine:
+    "A fitted model that scores preprocessed batches (`run`) and image files (`predict`); `name` says what runs it, `source` which model."
+    name, source, model_id = 'engine', '', None  # model_id: what --resume compares (None: cannot resume)
+    def __init__(self, meta: dict):
+        self.meta = meta
+        self.geometry = Geometry.from_dict(meta['preprocess'])
+        self.threshold, self.method, self.map_range = meta['threshold'], meta['method'], meta.get('map_range')
+        self.train_paths = meta.get('train_paths') or []
+
+    def run(self, x: np.ndarray) -> dict: raise NotImplementedError  # score, norm_score, map, anomalous[, nearest]: numpy, batch first
+    def describe(self) -> str: return f'engine: {self.name}'
+
+    def _input(self, x) -> np.ndarray:
+        "`x` checked against the model's input: a float32 batch (B, 3, H, W)."
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.ndim != 4 or x.shape[1:] != (3, *self.geometry.input_size):
+            raise ValueError(f'expected a batch (B, 3, {self.geometry.input_size[0]}, {self.geometry.input_size[1]}), got {x.shape}')
+        return x
+
+    def _read(self, path, keep: bool):
+        "The image file `path` -> (its size, its model input); with `keep`, the `ImageError` it raised instead."
+        try:
+            im = open_image(path)
+            return im.size, self.geometry.image_from(im)
+        except ImageError as e:
+            if not keep: raise
+            return e
+
+    def predict(self, paths, bs: int = 8, max_side: int | None = 1024, maps: bool = True, errors: str = 'raise', workers: int = 2) -> list[dict]:
+        """Per image file: `path`, `size` (w, h), `score`, `norm_score`, `anomalous`, `label`, `nearest` and `map` over the whole image
+        (long side capped at `max_side`; None without `maps`); with `errors='keep'`, an unreadable image gives `path` and `error` instead of raising `ImageError`."""
+        return list(self.iter_predict(paths, bs, max_side, maps, errors, workers))
+
+    def iter_predict(self, paths, bs: int = 8, max_side: int | None = 1024, maps: bool = True, errors: str = 'raise', workers: int = 2):
+        "`predict`, batch by batch as a generator (a long run writes each result as soon as it is scored)."
+        if errors not in ('raise', 'keep'): raise ValueError(f"errors: expected 'raise' or 'keep', got {errors!r}")
+        bs, paths = _check_bs(bs), [Path(p) for p in paths]
+        batches = [paths[b:b + bs] for b in range(0, len(paths), bs)]
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            read = lambda batch: [pool.submit(self._read, p, errors == 'keep') for p in batch]
+            ahead = read(batches[0]) if batches else []
+            for k, batch in enumerate(batches):
+                loaded = [f.result() for f in ahead]
+                if k + 1 < len(batches): ahead = read(batches[k + 1])   # decoded while this batch is scored
+                good = [l for l in loaded if not isinstance(l, ImageError)]
+                try: r, i = (self.run(np.stack([x for _, x in good])) if good else {}), 0
+                except Exception as e:  # the batch could not be scored: with 'keep', each of its images gets the error
+                    if errors == 'raise': raise
+                    loaded = [l if isinstance(l, ImageError) else ImageError(f'{type(e).__name__}: {" ".join(str(e).split())}') for l in loaded]
+                for p, l in zip(batch, loaded):
+                    if isinstance(l, ImageError): yield dict(path=p, error=str(l)); continue
+                    size, near = l[0], int(r['nearest'][i]) if 'nearest' in r else -1
+                    yield dict(path=p, size=size, score=float(r['score'][i]), norm_score=float(r['norm_score'][i]),
+                               anomalous=bool(r['anomalous'][i]), label='anomaly' if r['anomalous'][i] else 'good',
+                               nearest=self.train_paths[near] if 0 <= near < len(self.train_paths) else None,
+                               map=self.geometry.unmap(r['map'][i], eval_size(size, max_side)) if maps and 'map' in r else None)
+                    i += 1
+
+class Session(Engine):
+    "An exported model (.onnx file, or its bytes) loaded in ONNX Runtime, with its preprocessing."
+    name = 'onnxruntime'
+    def __init__(self, path, threads: int | None = None, providers=None, model: bytes | None = None):
         ort, self.path = _ort(), Path(path)
-        if self.path.is_dir():
-            raise ModelError(f'{self.path}: expected an .onnx file written by `anomaly-fastai export`, found a folder; '
-                             f'a model folder is scored with `anomaly-fastai predict --model {self.path} --out DIR IMAGES...`')
-        if not self.path.is_file(): raise ModelError(f'{self.path}: expected a model file written by `anomaly-fastai export --format onnx`, but there is no such file')
+        if model is None:
+            if self.path.is_dir():
+                raise ModelError(f'{self.path}: expected an .onnx file written by `anomaly-fastai export`, found a folder; '
+                                 f'a model folder is scored with `anomaly-fastai predict --model {self.path} --out DIR IMAGES...`')
+            if not self.path.is_file(): raise ModelError(f'{self.path}: expected a model file written by `anomaly-fastai export --format onnx`, but there is no such file')
         so = ort.SessionOptions()
         if threads: so.intra_op_num_threads = threads
-        try: self.session = ort.InferenceSession(str(self.path), so, providers=providers or ['CPUExecutionProvider'])
+        try: self.session = ort.InferenceSession(model if model is not None else str(self.path), so, providers=providers or ['CPUExecutionProvider'])
         except Exception as e: raise ModelError(f'{self.path}: expected an ONNX model written by `anomaly-fastai export`: {e}') from None
         props = self.session.get_modelmeta().custom_metadata_map
         if META_KEY not in props: raise ModelError(f'{self.path}: an ONNX model without anomaly_fastai metadata: export it with `anomaly-fastai export`')
-        self.meta = json.loads(props[META_KEY])
-        self.geometry = Geometry.from_dict(self.meta['preprocess'])
-        self.threshold, self.method, self.map_range = self.meta['threshold'], self.meta['method'], self.meta.get('map_range')
+        super().__init__(json.loads(props[META_KEY]))
+        # what `--resume` checks: the model folder's id for its cached export, else the file's checksum
+        self.source = self.meta.get('model_dir') or str(self.path.resolve())
+        self.model_id = self.meta.get('model_id') or (file_sha256(self.path) if model is None else None)
         self.outputs = [o.name for o in self.session.get_outputs()]
 
     def __repr__(self): return f'Session({self.path.name}: {self.method}, {self.meta["backbone"]}, input {tuple(self.geometry.input_size)}, threshold {self.threshold:.4g})'
 
-    def run(self, x: np.ndarray) -> dict:
-        "The model's outputs (score, norm_score, map, anomalous) for a batch `x` (B, 3, H, W) of preprocessed images."
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        if x.ndim != 4 or x.shape[1:] != (3, *self.geometry.input_size):
-            raise ValueError(f'expected a batch (B, 3, {self.geometry.input_size[0]}, {self.geometry.input_size[1]}), got {x.shape}')
-        return dict(zip(self.outputs, self.session.run(None, {'x': x})))
+    def describe(self) -> str:
+        "One line on what scores: the engine, and where its graph comes from."
+        where = 'in memory' if not self.path.is_file() else f'cached export {self.path}' if self.path.name == CACHE_FILE else str(self.path)
+        return f'engine: onnxruntime ({where})'
 
-    def predict(self, paths, bs: int = 8, max_side: int | None = 1024, maps: bool = True, errors: str = 'raise') -> list[dict]:
-        """Per image file: `path`, `size` (w, h), `score`, `norm_score`, `anomalous`, `label` and `map` over the whole image (long side
-        capped at `max_side`); with `errors='keep'`, an unreadable image gives `path` and `error` instead of raising `ImageError`."""
-        if errors not in ('raise', 'keep'): raise ValueError(f"errors: expected 'raise' or 'keep', got {errors!r}")
-        bs, paths, out = _check_bs(bs), [Path(p) for p in paths], []
-        for b in range(0, len(paths), bs):
-            batch = paths[b:b + bs]
-            imgs = [_open_or_error(p, errors == 'keep') for p in batch]
-            good = [im for im in imgs if not isinstance(im, ImageError)]
-            r, i = (self.run(np.stack([self.geometry.image_from(im) for im in good])) if good else {}), 0
-            for p, im in zip(batch, imgs):
-                if isinstance(im, ImageError): out.append(dict(path=p, error=str(im))); continue
-                out.append(dict(path=p, size=im.size, score=float(r['score'][i]), norm_score=float(r['norm_score'][i]),
-                                anomalous=bool(r['anomalous'][i]), label='anomaly' if r['anomalous'][i] else 'good',
-                                map=self.geometry.unmap(r['map'][i], eval_size(im.size, max_side)) if maps and 'map' in r else None))
-                i += 1
-        return out
+    def run(self, x: np.ndarray) -> dict:
+        "The model's outputs (score, norm_score, map, anomalous, nearest) for a batch `x` (B, 3, H, W) of preprocessed images."
+        return dict(zip(self.outputs, self.session.run(None, {'x': self._input(x)})))
 
 def load(path, threads: int | None = None) -> Session:
     "Load an exported .onnx model for scoring: `load('model.onnx').predict(['a.png', 'b.png'])`."
     return Session(path, threads)
+
+CACHE_FILE = 'engine-cache.onnx'  # in a model folder: its ONNX export, made by the library on first use, re-made when the model changes
+
+def model_id(model_dir) -> str:
+    "What identifies a saved model: the checksum of its config.json (which holds the checksum of its state.pt)."
+    return hashlib.sha256((Path(model_dir)/'config.json').read_bytes()).hexdigest()
+
+def cached_session(model_dir, threads: int | None = None) -> Session | None:
+    """The cached ONNX export of the model folder `model_dir` (`CACHE_FILE`) when onnxruntime is installed and the file is
+    still that model's (same config.json, and state.pt the one it names); else None. Needs no torch."""
+    d = Path(model_dir)
+    f, cfg_file = d/CACHE_FILE, d/'config.json'
+    if not (f.is_file() and cfg_file.is_file() and (d/'state.pt').is_file()): return None
+    try: _ort()
+    except ImportError: return None
+    try:
+        sha = json.loads(cfg_file.read_text()).get('fingerprint', {}).get('sha256')
+        s = Session(f, threads)
+    except (ModelError, ValueError, AttributeError): return None
+    if s.model_id != model_id(d) or not sha or file_sha256(d/'state.pt') != sha: return None
+    return s
 
 # %% ../nbs/13_runtime.ipynb #9b8b3137
 SKIP_FOLDERS = ('ground_truth', 'masks')  # mask folders of a dataset: not images to score
@@ -275,14 +343,15 @@ def output_name(path, root) -> Path:
     return rel.with_name(rel.name + '.png')  # the image's suffix kept: a.jpg and a.png never share a heatmap
 
 # %% ../nbs/13_runtime.ipynb #985790ee
-RUNTIME_COLUMNS = ('path', 'score', 'norm_score', 'label', 'heatmap', 'error')  # cli's predict adds nearest_good
-PREDICT_OUTPUTS = ('predictions.csv', 'heatmaps', 'report.html')  # what a predict run writes: --force removes these only
+PREDICT_COLUMNS = ('path', 'score', 'norm_score', 'label', 'nearest_good', 'heatmap', 'error')
+RUN_FILE = 'predict.json'  # the model and the heatmaps' root folder of a predict run, for --resume
+PREDICT_OUTPUTS = ('predictions.csv', 'heatmaps', 'report.html', RUN_FILE)  # what a predict run writes: --force removes these only
 
 class PartlyFailed(ValueError):
     "Some images could not be scored, the others were (every row is written): exit status 1."
 
 def run_summary(n: int, n_err: int, n_anom: int, threshold: float, csv_path):
-    "Print what a predict run over `n` images did (both `predict` paths); raise `PartlyFailed` when `n_err` of them could not be scored."
+    "Print what a predict run over `n` images did; raise `PartlyFailed` when `n_err` of them could not be scored."
     print(f'{n - n_err} images scored, {n_anom} anomalous at threshold {threshold:.4g} (norm_score > 0.5)'
           + (f', {n_err} could not be read' if n_err else '') + f': {csv_path}')
     if n_err: raise PartlyFailed(f'{n_err} of {n} images could not be scored (see the error column of {csv_path}); the others were')
@@ -298,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument('inputs', nargs='+', help='image files or folders of images')
     ap.add_argument('--out', required=True, help='output directory (predictions.csv, heatmaps/)')
     ap.add_argument('--force', action='store_true', help="replace a previous run's outputs in --out (other files are kept)")
+    ap.add_argument('--resume', action='store_true', help='continue an interrupted run with the same model: images already scored are skipped, those that failed are tried again')
     ap.add_argument('--bs', type=_batch_size, default=8, help='batch size (default 8)')
     ap.add_argument('--no-heatmaps', action='store_true', help='write predictions.csv only')
     return ap
@@ -319,41 +389,74 @@ def prepare_out(out, force: bool, names=PREDICT_OUTPUTS) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     return out
 
-def predict_files(model: Session, inputs, out, force: bool = False, bs: int = 8, heatmaps: bool = True) -> Path:
-    """Score the images `inputs` (files or folders) with `model`: `out`/predictions.csv and heatmaps; returns the CSV's path.
-    Unreadable images get a row with their `error`; then `PartlyFailed` is raised."""
+def _resumed(out: Path, model: Engine) -> tuple[str, list[dict]]:
+    "For --resume: the heatmaps' root folder of the run in `out`, and its rows that hold a score (failed images are tried again)."
+    run_file, csv_path = out/RUN_FILE, out/'predictions.csv'
+    if not run_file.is_file(): raise ValueError(f'{out}: --resume expected {RUN_FILE} beside predictions.csv (predict writes it), found none; run again with --force')
+    run = json.loads(run_file.read_text())
+    if model.model_id is None or run.get('model_id') != model.model_id:
+        raise ValueError(f'{out}: --resume continues a run with the same model, but these predictions come from {run.get("model")}, not {model.source}; '
+                         'choose another --out, or pass --force to replace them')
+    with open(csv_path, newline='', encoding='utf-8-sig') as f:
+        reader = csv.DictReader(f)
+        if tuple(reader.fieldnames or ()) != PREDICT_COLUMNS:
+            raise ValueError(f'{csv_path}: expected the columns {",".join(PREDICT_COLUMNS)} of a predictions.csv to resume, found {",".join(reader.fieldnames or [])}')
+        return run['root'], [r for r in reader if r.get('path') and not r.get('error')]
+
+def predict_files(model: Engine, inputs, out, force: bool = False, bs: int = 8, heatmaps: bool = True, resume: bool = False) -> Path:
+    """Score the images `inputs` (files or folders) with the engine `model`: `out`/predictions.csv (`PREDICT_COLUMNS`) and heatmaps;
+    returns the CSV's path. `resume` continues an interrupted run of the same model. Unreadable images get a row with their
+    `error`; then `PartlyFailed` is raised. The one predict writer, whatever engine scores."""
     bs = _check_bs(bs)
-    check_out(out, force)                      # before listing: a wrong --out fails at once
+    if resume and force: raise ValueError('--resume and --force: expected one of them (--resume continues a run, --force replaces it), found both')
+    out = Path(out)
+    check_out(out, force or resume, '' if resume else ', or --resume to continue it')   # before listing: a wrong --out fails at once
     files, skipped = input_images(inputs, out)
     if skipped: print(f'skipped {skipped} files in mask folders (ground_truth/, masks/), hidden files or folders, or the output folder')
-    out = prepare_out(out, force)              # after listing: nothing is removed if there is nothing to score
-    csv_path, (lo, hi) = out/'predictions.csv', model.map_range or (None, None)
-    root = os.path.commonpath([p.resolve().parent for p in files])  # heatmaps mirror the inputs' folders below it
+    csv_path = out/'predictions.csv'
+    resuming = resume and csv_path.is_file()
+    if resume and not resuming and out.is_dir() and any(out.iterdir()):
+        raise FileExistsError(f'{out}: --resume found no predictions.csv to continue, and the folder is not empty; choose an empty --out, '
+                              'or pass --force (instead of --resume) to replace the outputs of a previous run')
+    # heatmaps mirror the inputs' folders below `root`; a resumed run keeps the first run's, so that names never collide
+    root, kept = _resumed(out, model) if resuming else (os.path.commonpath([p.resolve().parent for p in files]), [])
+    done = {str(Path(r['path']).resolve()) for r in kept}
+    todo = [p for p in files if str(p.resolve()) not in done]
+    if resuming: print(f'resuming: {len(files) - len(todo)} of {len(files)} images are already in {csv_path}')
+    else:
+        prepare_out(out, force)               # after listing: nothing is removed if there is nothing to score
+        (out/RUN_FILE).write_text(json.dumps(dict(model=model.source, model_id=model.model_id, root=root), indent=2))
+    tmp = csv_path.with_name('.predictions.csv.tmp')  # the kept rows replace the old file at once: an interrupt loses nothing
+    with open(tmp, 'w', newline='') as f:
+        w = csv.writer(f); w.writerow(PREDICT_COLUMNS); w.writerows([r[c] for c in PREDICT_COLUMNS] for r in kept)
+    os.replace(tmp, csv_path)
+    lo, hi = model.map_range or (None, None)
     n_anom = n_err = 0
     tty = sys.stderr.isatty()
-    with open(csv_path, 'w', newline='') as f:
-        w = csv.writer(f); w.writerow(RUNTIME_COLUMNS)
-        for b in range(0, len(files), bs):
-            for r in model.predict(files[b:b + bs], bs=bs, maps=heatmaps, errors='keep'):
-                if 'error' in r:
-                    n_err += 1
-                    print(f'anomaly-fastai predict: skipped {r["error"]}', file=sys.stderr)
-                    w.writerow([str(r['path']), '', '', '', '', r['error']]); continue
+    with open(csv_path, 'a', newline='') as f:
+        w = csv.writer(f)
+        for j, r in enumerate(model.iter_predict(todo, bs=bs, maps=heatmaps, errors='keep'), 1):
+            if 'error' in r:
+                n_err += 1
+                print(f'anomaly-fastai predict: skipped {r["error"]}', file=sys.stderr)
+                w.writerow([str(r['path']), '', '', '', '', '', r['error']])
+            else:
                 heatmap = ''
                 if r['map'] is not None:
                     heatmap = f'heatmaps/{output_name(r["path"], root).as_posix()}'
                     save_heatmap(out/heatmap, r['path'], r['map'], lo, hi)
-                w.writerow([str(r['path']), f'{r["score"]:.6g}', f'{r["norm_score"]:.6g}', r['label'], heatmap, ''])
+                w.writerow([str(r['path']), f'{r["score"]:.6g}', f'{r["norm_score"]:.6g}', r['label'], r['nearest'] or '', heatmap, ''])
                 n_anom += r['anomalous']
-            f.flush()  # an interrupted run keeps every row scored so far
-            if tty: print(f'scored {min(b + bs, len(files))}/{len(files)}', file=sys.stderr, flush=True)
-    run_summary(len(files), n_err, n_anom, model.threshold, csv_path)
+            if j % bs == 0 or j == len(todo):
+                f.flush()  # an interrupted run keeps every row scored so far
+                if tty: print(f'scored {j}/{len(todo)}', file=sys.stderr, flush=True)
+    run_summary(len(todo), n_err, n_anom, model.threshold, csv_path)
     return csv_path
 
 def main(argv=None):
     "Entry point of `anomaly-fastai-run` (and of `anomaly-fastai predict --model FILE.onnx`)."
     args = build_parser().parse_args(argv)
-    try: predict_files(load(args.model), args.inputs, args.out, args.force, args.bs, not args.no_heatmaps)
+    try: predict_files(load(args.model), args.inputs, args.out, args.force, args.bs, not args.no_heatmaps, args.resume)
     except PartlyFailed as e:
         print(f'anomaly-fastai predict: {e}', file=sys.stderr)
         sys.exit(1)

@@ -7,11 +7,13 @@ from __future__ import annotations
 import heapq, math
 import numpy as np, torch
 import torch.nn.functional as F
+from torch import nn, Tensor
 from fastprogress.fastprogress import progress_bar
 
 # %% auto #0
-__all__ = ['SCORERS', 'NearestNeighbours', 'greedy_coreset', 'Scorer', 'KNNScorer', 'LOFScorer', 'MahalanobisScorer',
-           'get_scorer', 'threshold_at_frr']
+__all__ = ['SCORERS', 'NearestNeighbours', 'store_buffer', 'float_buffer', 'nearest_rows', 'BankSearch', 'greedy_coreset',
+           'Scorer', 'KNNScorer', 'LOFScorer', 'MahalanobisScorer', 'get_scorer', 'CosineKNN', 'mahalanobis',
+           'MahalanobisScore', 'LOFScore', 'threshold_at_frr']
 
 # %% ../nbs/05_scoring.ipynb #bdf8d52a
 def _faiss():
@@ -110,6 +112,60 @@ class NearestNeighbours:
         if self.backend == 'torch': return self._torch_search(queries.to(self.device), k)
         return self._faiss_search(queries, k)
 
+# %% ../nbs/05_scoring.ipynb #ad901d75
+def store_buffer(m: nn.Module, name: str, t: Tensor):
+    "Register `t` as a buffer `name` of `m`: float16 when that loses nothing (banks saved as float16), else float32 (other dtypes as they are)."
+    with torch.inference_mode(False):  # a plain copy: a module built under inference mode still traces and deep-copies
+        t = t.detach().clone()
+        if t.is_floating_point():
+            t = t.float()
+            if torch.equal(t.half().float(), t): t = t.half()
+        m.register_buffer(name, t.contiguous())
+
+def float_buffer(m: nn.Module, name: str) -> Tensor:
+    "A buffer stored by `store_buffer`, as float32."
+    t = getattr(m, name)
+    return t.float() if t.is_floating_point() else t
+
+def nearest_rows(q: Tensor, bank: Tensor, bank_sq: Tensor, q_chunk: int = 256, b_chunk: int = 4096) -> tuple[Tensor, Tensor]:
+    """Euclidean distances (B, M) and indices (B, M) of the nearest row of `bank` (N, D), or of each image's own bank
+    (B, N, D), for queries `q` (B, M, D); `bank_sq`: the squared norms of the bank's rows. Traceable: the loops run over
+    chunks of the static M and N, so memory is O(B x q_chunk x b_chunk)."""
+    N, ds, idx = bank.shape[-2], [], []
+    for s in range(0, q.shape[1], q_chunk):
+        qc = q[:, s:s + q_chunk]
+        best = best_i = None
+        for lo in range(0, N, b_chunk):
+            b, sq = bank[..., lo:lo + b_chunk, :], bank_sq[..., lo:lo + b_chunk]
+            key, i = (sq.unsqueeze(-2) - 2 * torch.matmul(qc, b.transpose(-1, -2))).min(-1)
+            if best is None: best, best_i = key, i
+            else:  # ties keep the earlier row, as one min over the whole bank does
+                better = key < best
+                best, best_i = torch.where(better, key, best), torch.where(better, i + lo, best_i)
+        ds.append((best + (qc * qc).sum(-1)).clamp_min(0).sqrt()); idx.append(best_i)
+    return torch.cat(ds, 1), torch.cat(idx, 1)
+
+class BankSearch(nn.Module):
+    """The nearest row of a fixed `bank` (N, D) for query sets (B, M, D) -> distances (B, M), indices (B, M): exact
+    (`nearest_rows`, traceable); eagerly with faiss when `backend` is a faiss backend of `NearestNeighbours` (`index`:
+    a fitted one to reuse), while the traced graph keeps the exact search over the same bank."""
+    def __init__(self, bank: Tensor, backend: str = 'torch', index: NearestNeighbours | None = None):
+        super().__init__()
+        if backend not in NearestNeighbours.backends: raise ValueError(f'backend must be one of {NearestNeighbours.backends}, not {backend!r}')
+        store_buffer(self, 'bank', bank); store_buffer(self, 'bank_sq', (bank.float() ** 2).sum(1))
+        self.backend, self._index = backend, index
+
+    def __getstate__(self): return {**self.__dict__, '_index': None}  # a copy rebuilds its faiss index on first use
+
+    def forward(self, q: Tensor) -> tuple[Tensor, Tensor]:
+        if self.backend != 'torch' and not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
+            if self._index is None or self._index.device != self.bank.device:
+                self._index = NearestNeighbours('euclidean', backend=self.backend).fit(float_buffer(self, 'bank'))
+            B, M, D = q.shape
+            d, i = self._index.search(q.reshape(-1, D), 1)
+            return d.view(B, M).to(q.device), i.view(B, M).to(q.device)
+        return nearest_rows(q, float_buffer(self, 'bank'), float_buffer(self, 'bank_sq'))
+
 # %% ../nbs/05_scoring.ipynb #d8ed0c17
 def _project(x: torch.Tensor, proj_dim: int | None, g: torch.Generator, batch: int = 65536) -> torch.Tensor:
     "Rows of `x` as float, through a seeded Gaussian projection to `proj_dim` dims when that is fewer than x's."
@@ -163,13 +219,21 @@ def greedy_coreset(x: torch.Tensor, n: int, proj_dim: int | None = 128, seed: in
 
 # %% ../nbs/05_scoring.ipynb #a955b51d
 class Scorer:
-    "Base class: `fit(train_emb)`, `score(emb) -> (M,)` scores, `loo_scores()` for the training set itself."
+    "Base class: `fit(train_emb)`, `score(emb) -> (M,)` scores, `loo_scores()` for the training set itself, `module()` the scoring formula as a module."
     name = ''
     def __init__(self, **params): self.params = params
     def fit(self, emb: torch.Tensor) -> 'Scorer':
         self.train_emb = torch.as_tensor(emb).float()
         self._fit(); return self
     def _fit(self): pass
+    def module(self) -> nn.Module:
+        "A forward-only module of the fitted scorer: embeddings (B, D) -> scores (B,), on the device of `train_emb`."
+        raise NotImplementedError
+    @torch.inference_mode()
+    def score(self, emb) -> torch.Tensor:
+        "Scores (M,) of embeddings (M, D), on the CPU: `module` on them."
+        if getattr(self, '_module', None) is None: self._module = self.module().eval()
+        return self._module(torch.as_tensor(emb).float().to(self.train_emb.device)).cpu()
     def state(self) -> dict: return {'name': self.name, 'params': self.params, 'train_emb': self.train_emb.cpu()}
     @staticmethod
     def from_state(state: dict) -> 'Scorer': return get_scorer(state['name'], **state['params']).fit(state['train_emb'])
@@ -178,25 +242,23 @@ class KNNScorer(Scorer):
     "Mean cosine distance to the `k` nearest good embeddings."
     name = 'knn'
     def __init__(self, k: int = 1): super().__init__(k=k); self.k = k
-    def _fit(self): self.nn = NearestNeighbours('cosine').fit(self.train_emb)
-    def neighbours(self, emb) -> tuple[torch.Tensor, torch.Tensor]:
-        "Distances and indices of the `k` nearest good embeddings."
-        return self.nn.search(emb, min(self.k, len(self.train_emb)))
-    def score(self, emb) -> torch.Tensor: return self.neighbours(emb)[0].mean(1).cpu()
+    def _fit(self): self.nn, self._module = NearestNeighbours('cosine').fit(self.train_emb), None
+    def module(self) -> CosineKNN: return CosineKNN(self.train_emb, self.k)
     def loo_scores(self) -> torch.Tensor:
         d, _ = self.nn.search(self.train_emb, min(self.k + 1, len(self.train_emb)))
         return d[:, 1:].mean(1).cpu()  # column 0 is the image itself
 
 class LOFScorer(Scorer):
-    "Local Outlier Factor (scikit-learn, novelty mode) with `k` neighbours, cosine metric."
+    "Local Outlier Factor (scikit-learn, novelty mode) with `k` neighbours, cosine metric; `kdist` and `lrd`: the k-distance and local reachability density of each training embedding."
     name = 'lof'
     def __init__(self, k: int = 20): super().__init__(k=k); self.k = k
     def _fit(self):
         from sklearn.neighbors import LocalOutlierFactor
         self.lof = LocalOutlierFactor(n_neighbors=min(self.k, len(self.train_emb) - 1), novelty=True, metric='cosine')
         self.lof.fit(self.train_emb.cpu().numpy())
-    def score(self, emb) -> torch.Tensor:
-        return torch.from_numpy(-self.lof.score_samples(torch.as_tensor(emb).float().cpu().numpy())).float()
+        self.kdist = torch.from_numpy(self.lof._distances_fit_X_[:, -1]).double()  # the one place that reads scikit-learn's fitted tables
+        self.lrd, self._module = torch.from_numpy(self.lof._lrd).double(), None
+    def module(self) -> LOFScore: return LOFScore(self.train_emb, self.lof.n_neighbors_, self.kdist, self.lrd).to(self.train_emb.device)
     def loo_scores(self) -> torch.Tensor: return torch.from_numpy(-self.lof.negative_outlier_factor_).float()
 
 class MahalanobisScorer(Scorer):
@@ -206,14 +268,11 @@ class MahalanobisScorer(Scorer):
         from sklearn.covariance import LedoitWolf
         x = self.train_emb.cpu().double().numpy()
         self.mean = torch.from_numpy(x.mean(0))
-        self.prec = torch.from_numpy(LedoitWolf().fit(x).precision_)
-    def _dist(self, x):
-        d = x - self.mean
-        return ((d @ self.prec) * d).sum(1).clamp_min(0).sqrt().float()
-    def score(self, emb) -> torch.Tensor: return self._dist(torch.as_tensor(emb).cpu().double())
+        self.prec, self._module = torch.from_numpy(LedoitWolf().fit(x).precision_), None
+    def module(self) -> MahalanobisScore: return MahalanobisScore(self.mean, self.prec).to(self.train_emb.device)
     def loo_scores(self) -> torch.Tensor:
         # Exact leave-one-out would refit n Gaussians; the in-sample distance is a close, slightly optimistic stand-in.
-        return self._dist(self.train_emb.cpu().double())
+        return mahalanobis(self.train_emb.cpu().double(), self.mean, self.prec).float()
 
 SCORERS = {c.name: c for c in (KNNScorer, LOFScorer, MahalanobisScorer)}
 
@@ -221,6 +280,51 @@ def get_scorer(name: str, **params) -> Scorer:
     "A scorer by name: 'knn', 'lof' or 'mahalanobis'."
     if name not in SCORERS: raise ValueError(f'unknown scorer {name!r}; choose one of {sorted(SCORERS)}')
     return SCORERS[name](**params)
+
+# %% ../nbs/05_scoring.ipynb #4b002329
+class CosineKNN(nn.Module):
+    """Cosine k-NN against a bank of good embeddings (N, D): `neighbours(q)` -> cosine distances (1 - cos, ascending)
+    and indices (B, n) of the `n` nearest (at least `k`, at most N); `forward(q)` -> the score (B,), the mean distance
+    to the `k` nearest."""
+    def __init__(self, bank: Tensor, k: int = 1, n: int | None = None):
+        super().__init__()
+        store_buffer(self, 'bank', F.normalize(bank.float(), dim=1))
+        self.k = min(k, len(bank)); self.n = max(self.k, min(n or 1, len(bank)))
+
+    def neighbours(self, q: Tensor) -> tuple[Tensor, Tensor]:
+        key, i = (F.normalize(q.float(), dim=1) @ float_buffer(self, 'bank').T).topk(self.n, dim=1)
+        return 1 - key, i
+
+    def score(self, d: Tensor) -> Tensor:
+        "The k-NN score (B,) from the distances `neighbours` gave."
+        return d[:, :self.k].mean(1)
+
+    def forward(self, q: Tensor) -> Tensor: return self.score(self.neighbours(q)[0])
+
+def mahalanobis(x: Tensor, mean: Tensor, prec: Tensor) -> Tensor:
+    "Mahalanobis distances (M,) of rows `x` (M, D) to the Gaussian of `mean` (D,) and precision matrix `prec` (D, D), in x's dtype."
+    d = x - mean
+    return ((d @ prec) * d).sum(1).clamp_min(0).sqrt()
+
+class MahalanobisScore(nn.Module):
+    "Mahalanobis distance (B,) of embeddings (B, D) to a Gaussian, computed in float64."
+    def __init__(self, mean: Tensor, prec: Tensor):
+        super().__init__()
+        with torch.inference_mode(False): self.register_buffer('mean', mean.double().clone()); self.register_buffer('prec', prec.double().clone())
+    def forward(self, q: Tensor) -> Tensor: return mahalanobis(q.double(), self.mean, self.prec).float()
+
+class LOFScore(nn.Module):
+    """-`LocalOutlierFactor.score_samples` (novelty, cosine metric) of embeddings (B, D): the mean local reachability
+    density (lrd) of their `k` nearest training embeddings over their own, from the training embeddings' k-distances
+    `kdist` (N,) and `lrd` (N,)."""
+    def __init__(self, bank: Tensor, k: int, kdist: Tensor, lrd: Tensor):
+        super().__init__()
+        self.knn = CosineKNN(bank, k, k)
+        with torch.inference_mode(False): self.register_buffer('kdist', kdist.double().clone()); self.register_buffer('lrd', lrd.double().clone())
+    def forward(self, q: Tensor) -> Tensor:
+        d, i = self.knn.neighbours(q)
+        reach = torch.maximum(d.double().clamp(0, 2), self.kdist[i])
+        return (self.lrd[i].mean(1) * (reach.mean(1) + 1e-10)).float()
 
 # %% ../nbs/05_scoring.ipynb #bbdf61cd
 def threshold_at_frr(good_scores, frr: float = 0.01) -> float:

@@ -8,12 +8,15 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
 from PIL import Image
 from .data import AnomalyDataset, Preprocess, Sample
 from .detector import DETECTORS, Detector, all_methods, register
 
 # %% auto #0
-__all__ = ['tile_starts', 'tile_grid', 'Tile', 'TiledDetector']
+__all__ = ['tile_starts', 'tile_grid', 'Tile', 'TiledScoring', 'TiledDetector']
 
 # %% ../nbs/11_tiling.ipynb #ebf970ce
 def tile_starts(n: int, tile: int, overlap: float) -> list[int]:
@@ -49,13 +52,44 @@ class Tile:
     def read_image(self, mode: str = 'RGB') -> Image.Image: return _canvas(self.pre, self.path).crop(self.box).convert(mode)
     def __str__(self): return f'{self.path}#{",".join(map(str, self.box))}'
 
+# %% ../nbs/11_tiling.ipynb #30fb8a30
+class TiledScoring(nn.Module):
+    "A tiled detector's scoring: images (B, 3, H, W) in 0..1 -> scores (B,) (max over tiles), maps (B, H, W) (averaged where tiles overlap), nearest (B,) (training image, or -1)."
+    def __init__(self, inner: nn.Module, grid, tile: int, size, tile_image: Tensor, per_call: int = 16):
+        super().__init__()
+        self.inner, self.grid, self.T, (self.H, self.W), self.per_call = inner, list(grid), tile, tuple(size), per_call
+        counts = torch.zeros(self.H, self.W)
+        for t, l in self.grid: counts[t:t + tile, l:l + tile] += 1
+        self.register_buffer('counts', counts); self.register_buffer('tile_image', tile_image.long())  # source image of each inner training tile
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        T, H, W = self.T, self.H, self.W
+        scores, nearest, maps = [], [], None
+        for j in range(0, len(self.grid), self.per_call):  # the grid is fixed by the input size: a static loop
+            g = self.grid[j:j + self.per_call]
+            s, m, n = self.inner(torch.cat([x[:, :, t:t + T, l:l + T] for t, l in g]))   # tile-major: (len(g) * B, 3, T, T)
+            m = m.reshape(len(g), -1, T, T)
+            for i, (t, l) in enumerate(g):
+                p = F.pad(m[i], (l, W - l - T, t, H - t - T))
+                maps = p if maps is None else maps + p
+            scores.append(s.reshape(len(g), -1)); nearest.append(n.reshape(len(g), -1))
+        best_score, best = torch.cat(scores).max(0)                         # the first of equal tiles, as before
+        n = torch.cat(nearest).gather(0, best[None])[0]                     # the inner nearest (a tile) of the best tile
+        return best_score, maps / self.counts, torch.where(n >= 0, self.tile_image[n.clamp_min(0)], torch.full_like(n, -1))
+
 # %% ../nbs/11_tiling.ipynb #c22fb654
 @register
 class TiledDetector(Detector):
     "Any method (`inner`, by name) fitted and scored on overlapping `tile` x `tile` tiles; maps stitched, image score = max over tiles."
     method = 'tiled'
-    def __init__(self, backbone='mobilenet_v2', pre=None, inner: str = 'knn', tile: int = 256, overlap: float = 0.25,
-                 inner_params: dict | None = None, **kw):
+    def __init__(self,
+                 backbone='mobilenet_v2',  # feature backbone of the inner method
+                 pre=None,  # geometry of the whole image (default: the training images' own resolution, `Preprocess(None)`)
+                 inner: str = 'knn',  # the method fitted and scored on the tiles, by name
+                 tile: int = 256,  # side of the square tiles in pixels of the laid-out image (a multiple of 32)
+                 overlap: float = 0.25,  # least overlap of neighbouring tiles, a share of the tile
+                 inner_params: dict | None = None,  # the inner method's own parameters
+                 **kw):  # `Detector`'s options: pretrained, seed, frr, device
         if inner not in all_methods() or inner == self.method: raise ValueError(f'inner method must be one of {sorted(set(DETECTORS) - {self.method})}, not {inner!r}')
         if tile < 32 or tile % 32: raise ValueError(f'tile must be a multiple of 32 pixels, got {tile}')
         if not 0 <= overlap < 1: raise ValueError(f'overlap must be in [0, 1), got {overlap}')
@@ -81,6 +115,7 @@ class TiledDetector(Detector):
         tiles = [Sample(Tile(Path(s.path).resolve(), (l, t, l + T, t + T), self.pre), 0, 'good') for s in ds.train for t, l in self.grid]  # named from anywhere
         self.tile_image = torch.arange(len(ds.train)).repeat_interleave(len(self.grid))  # source image of every tile
         self.inner.train_paths = [str(s.path) for s in tiles]
+        self.inner._module = None  # a refit scores with the inner module of the new state
         self.inner._fit(AnomalyDataset(f'{ds.name} tiles', ds.root, tiles, []), bs, progress)
         self.map_range = self.inner.map_range
 
@@ -92,25 +127,8 @@ class TiledDetector(Detector):
         per_image = torch.full((int(self.tile_image.max()) + 1,), -math.inf).scatter_reduce(0, image, s, 'amax')
         return per_image[per_image > -math.inf]
 
-    def _score(self, x):
-        B, _, H, W = x.shape
-        T, grid = self.tile, self.grid
-        scores, nearest = torch.full((B,), -math.inf), torch.zeros(B, dtype=torch.long)
-        maps, counts = torch.zeros(B, H, W), torch.zeros(H, W)
-        for t, l in grid: counts[t:t + T, l:l + T] += 1
-        jobs = [(b, t, l) for b in range(B) for t, l in grid]
-        per_batch = max(1, len(grid) * self.images_per_batch(len(grid)))  # about one image's tiles (or more) at once
-        for j in range(0, len(jobs), per_batch):
-            chunk = jobs[j:j + per_batch]
-            r = self.inner._score(torch.stack([x[b, :, t:t + T, l:l + T] for b, t, l in chunk]))
-            for i, (b, t, l) in enumerate(chunk):
-                s = float(r['scores'][i])
-                if s > scores[b]:
-                    scores[b] = s
-                    if r.get('nearest') is not None: nearest[b] = self.tile_image[int(r['nearest'][i])]
-                if r.get('maps') is not None: maps[b, t:t + T, l:l + T] += r['maps'][i].detach().float().cpu()
-        has_maps = r.get('maps') is not None
-        return dict(scores=scores, maps=maps / counts if has_maps else None, nearest=nearest)
+    def _scoring_module(self) -> TiledScoring:
+        return TiledScoring(self.inner.module, self.grid, self.tile, self.pre.input_size, self.tile_image).to(self.device)
 
     def _state(self): return dict(inner=self.inner._state(), tile_image=self.tile_image, map_range=torch.tensor(self.map_range))
     def _load_state(self, st):

@@ -5,27 +5,84 @@
 # %% ../nbs/08_twin_detector.ipynb #6422867a
 from __future__ import annotations
 import torch
+import torch.nn.functional as F
+from torch import nn
 from fastai.torch_core import set_seed
 from .backbones import Backbone, get_backbone, tuned_backbone
 from .data import train_dls
 from .twin import twin_dls
-from .heads import FeatureDistill, FrozenBN, MetricModel, get_head, metric_learner, fit_metric
-from .scoring import NearestNeighbours, Scorer, get_scorer
+from .heads import CosineHead, FeatureDistill, FrozenBN, L2Softmax, MetricModel, get_head, metric_learner, fit_metric
+from .scoring import CosineKNN, Scorer, get_scorer
 from .metrics import MinMax
-from .gradcam import gradcam
 from .detector import Detector, load_detector, register
 
 # %% auto #0
-__all__ = ['TwinDetector', 'twin_features']
+__all__ = ['head_gradient', 'ensemble_score', 'TwinMember', 'TwinScoring', 'TwinDetector', 'twin_features']
+
+# %% ../nbs/08_twin_detector.ipynb #61147383
+def head_gradient(head: nn.Module, e: torch.Tensor, target: int = 1) -> torch.Tensor:
+    "d logit[target] / d embedding (B, D) of `head` at embeddings `e` (B, D), in closed form: Linear (softmax, center), L2Softmax, CosineHead."
+    def through_normalize(v, e):  # F.normalize's Jacobian applied to v
+        n = e.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        u = e / n
+        return (v - u * (u * v).sum(1, keepdim=True)) / n
+    if isinstance(head, L2Softmax): return head.alpha * through_normalize(head.weight[target].expand_as(e), e)
+    if isinstance(head, nn.Linear): return head.weight[target].expand_as(e)
+    if isinstance(head, CosineHead): return through_normalize(F.normalize(head.weight, dim=1)[target].expand_as(e), e)
+    raise TypeError(f'no forward-only map for a head of type {type(head).__name__}: expected a Linear, L2Softmax or CosineHead head')
+
+def ensemble_score(member_scores: list, norms: list) -> torch.Tensor:
+    "Mean of the members' scores normalised by their `MinMax` `norms` (a single member keeps its raw score)."
+    if len(member_scores) == 1: return member_scores[0]
+    return torch.stack([n(s) for n, s in zip(norms, member_scores)]).mean(0)
+
+class TwinMember(nn.Module):
+    "One member of a `TwinDetector`, forward only: its score (B,) of the pooled embedding, its Grad-CAM map (B, H, W) of the `anomaly` class, and the embedding."
+    def __init__(self, model: MetricModel, scorer: Scorer, size):
+        super().__init__()
+        self.body, self.head, self.scorer, self.size = model.body, model.head, scorer.module(), tuple(size)
+
+    def forward(self, x):
+        a = self.body(x)                                   # the map Grad-CAM explains
+        e = a.mean((2, 3))
+        g = head_gradient(self.head, e) / (a.shape[2] * a.shape[3])   # Grad-CAM's channel weights
+        cam = F.relu((a * g[:, :, None, None]).sum(1, keepdim=True))
+        return self.scorer(e), F.interpolate(cam.float(), size=self.size, mode='bilinear', align_corners=False)[:, 0], e
+
+class TwinScoring(nn.Module):
+    "The scoring module of `TwinDetector`: the members' scores (min-max normalised and averaged for an ensemble), their mean Grad-CAM map, the nearest training image by the first member's embedding."
+    def __init__(self, det: 'TwinDetector'):
+        super().__init__()
+        self.members = nn.ModuleList([TwinMember(m, s, det.pre.input_size) for m, s in zip(det.models, det.scorers)])
+        self.norms = list(det.norms)  # `MinMax` of each member: plain numbers
+        self.nearest = CosineKNN(det.scorers[0].train_emb, 1)
+
+    def forward(self, x):
+        rs = [m(x) for m in self.members]
+        return ensemble_score([s for s, _, _ in rs], self.norms), torch.stack([m for _, m, _ in rs]).mean(0), self.nearest.neighbours(rs[0][2])[1][:, 0]
 
 # %% ../nbs/08_twin_detector.ipynb #6f8976cd
 @register
 class TwinDetector(Detector):
     "Anomaly twin + metric learning: a CNN trained on good images vs their synthetic twins, scored by embedding distance."
     method = 'twin'
-    def __init__(self, backbone='mobilenet_v2', pre=None, head: str = 'arcface', twin: str = 'line', epochs: int = 5,
-                 epochs_frozen: int = 1, lr: float = 1e-3, lr_mult: float = 100, distill: float = 0., freeze_bn: bool | None = None, bs: int = 16,
-                 ensemble: int = 1, score: str = 'knn', k: int = 1, num_workers: int = 0, **kw):
+    def __init__(self,
+                 backbone='mobilenet_v2',  # feature backbone (a pretrained one: the twin model fine-tunes it)
+                 pre=None,  # preprocessing (`Preprocess`); default `Preprocess()`
+                 head: str = 'arcface',  # metric-learning head: softmax, l2softmax, arcface, cosface, sphereface, center
+                 twin: str = 'line',  # anomaly-twin generators, comma-separated: line, blob, defect_on_blob, scar, cutpaste, perlin, randaugment, crack, realistic
+                 epochs: int = 5,  # training epochs with the body unfrozen
+                 epochs_frozen: int = 1,  # training epochs of the head with the body frozen (pretrained bodies only)
+                 lr: float = 1e-3,  # learning rate
+                 lr_mult: float = 100,  # the body learns at lr / lr_mult
+                 distill: float = 0.,  # weight of the distance to the untuned features while fine-tuning, against forgetting
+                 freeze_bn: bool | None = None,  # keep the body's BatchNorm layers as pretrained while fine-tuning (None: with a pretrained body)
+                 bs: int = 16,  # training batch size
+                 ensemble: int = 1,  # models in the ensemble, seeds seed..seed+ensemble-1
+                 score: str = 'knn',  # embedding scorer: knn, lof, mahalanobis
+                 k: int = 1,  # nearest neighbours of the knn and lof scorers
+                 num_workers: int = 0,  # data-loading worker processes while training
+                 **kw):
         if str(getattr(backbone, 'name', backbone)).startswith('twin:'):
             raise ValueError(f'backbone {getattr(backbone, "name", backbone)!r}: a twin model fine-tunes a pretrained backbone; expected one of get_backbone\'s names, not the features of another twin model')
         super().__init__(backbone, pre, head=head, twin=twin, epochs=epochs, epochs_frozen=epochs_frozen, lr=lr, lr_mult=lr_mult,
@@ -69,28 +126,17 @@ class TwinDetector(Detector):
             emb = torch.cat([self._embed(model, xb.to(self.device)) for xb, _ in dl])  # batch by batch: any number of images
             scorer = self._scorer().fit(emb)
             self.models.append(model); self.scorers.append(scorer); self.norms.append(MinMax().fit(scorer.loo_scores()))
-        self._nearest = NearestNeighbours('cosine').fit(self.scorers[0].train_emb)
         self.map_range = self._map_range(next(iter(dl))[0][:16])
 
-    def _combine(self, member_scores) -> torch.Tensor:
-        "Mean of the members' min-max normalised scores (a single member keeps its raw score)."
-        if len(member_scores) == 1: return member_scores[0]
-        return torch.stack([n(s) for n, s in zip(self.norms, member_scores)]).mean(0)
+    def _loo_scores(self): return ensemble_score([s.loo_scores() for s in self.scorers], self.norms)
 
-    def _loo_scores(self): return self._combine([s.loo_scores() for s in self.scorers])
-
-    def _maps(self, x) -> torch.Tensor:
-        return torch.stack([gradcam(m, x, target=1) for m in self.models]).mean(0)
-
+    @torch.inference_mode()
     def _map_range(self, x):
-        maps = self._maps(x.to(self.device))
+        "Display range of heatmaps: from the median to the maximum of the maps of a few training images."
+        maps = self.module(x.to(self.device))[1]
         return float(maps.median()), float(maps.max())
 
-    def _score(self, x):
-        embs = [self._embed(m, x) for m in self.models]
-        scores = self._combine([s.score(e).cpu() for s, e in zip(self.scorers, embs)])
-        _, idx = self._nearest.search(embs[0], 1)
-        return dict(scores=scores, maps=self._maps(x).detach().cpu(), nearest=idx[:, 0].cpu())
+    def _scoring_module(self) -> TwinScoring: return TwinScoring(self).to(self.device)
 
     def _state(self):
         return dict(models=[m.state_dict() for m in self.models], scorers=[s.state() for s in self.scorers],
@@ -107,7 +153,6 @@ class TwinDetector(Detector):
             m = self._empty_model(); m.load_state_dict(sd); self.models.append(m.to(self.device).eval())
         self.scorers = [Scorer.from_state(s) for s in st['scorers']]
         self.norms = [MinMax(*n.tolist()) for n in st['norms']]
-        self._nearest = NearestNeighbours('cosine').fit(self.scorers[0].train_emb.to(self.device))
         self.map_range = tuple(st['map_range'].tolist())
 
 # %% ../nbs/08_twin_detector.ipynb #9cf04c68

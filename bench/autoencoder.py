@@ -15,7 +15,7 @@ import torch
 from anomaly_fastai.autoencoder import AutoencoderDetector
 from anomaly_fastai.cli import result_row
 from anomaly_fastai.data import Preprocess
-from anomaly_fastai.detector import evaluate_detector
+from anomaly_fastai.evaluate import evaluate_detector
 from anomaly_fastai.metrics import ResultsTable
 from common import bench_datasets, bench_parser, child_run_options, device_name, emit_row, run_child, saved_rows
 

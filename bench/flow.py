@@ -27,7 +27,8 @@ from pathlib import Path
 import pandas as pd, torch
 from anomaly_fastai.cli import result_row
 from anomaly_fastai.data import Preprocess, unseen_types, with_defects
-from anomaly_fastai.detector import all_methods, evaluate_detector
+from anomaly_fastai.detector import all_methods
+from anomaly_fastai.evaluate import evaluate_detector
 from anomaly_fastai.flow import FlowDetector
 from anomaly_fastai.metrics import ResultsTable
 from common import bench_datasets, bench_parser, child_run_options, device_name, emit_row, run_child, saved_rows

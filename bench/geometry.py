@@ -20,7 +20,8 @@ import numpy as np, torch
 from PIL import Image
 from anomaly_fastai.cli import result_row
 from anomaly_fastai.data import AnomalyDataset, Preprocess, Sample
-from anomaly_fastai.detector import all_methods, evaluate_detector, score_images
+from anomaly_fastai.detector import all_methods
+from anomaly_fastai.evaluate import evaluate_detector, score_images
 from anomaly_fastai.metrics import ResultsTable
 from anomaly_fastai.tiling import TiledDetector
 from common import bench_datasets, bench_parser, child_run_options, device_name, emit_row, run_child, saved_rows

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 from anomaly_fastai.cli import result_row
 from anomaly_fastai.data import Preprocess
-from anomaly_fastai.detector import all_methods, evaluate_detector
+from anomaly_fastai.detector import all_methods
+from anomaly_fastai.evaluate import evaluate_detector
 from anomaly_fastai.metrics import ResultsTable
 from common import bench_datasets, bench_parser, device_name, emit_row, run_child, saved_rows
 

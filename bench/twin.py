@@ -8,7 +8,7 @@ Grad-CAM maps, fit time, test images/s, device. Fixed seeds; nothing is tuned on
 """
 from pathlib import Path
 from anomaly_fastai.data import Preprocess
-from anomaly_fastai.detector import evaluate_detector
+from anomaly_fastai.evaluate import evaluate_detector
 from anomaly_fastai.heads import HEADS
 from anomaly_fastai.metrics import ResultsTable
 from anomaly_fastai.twin_detector import TwinDetector

@@ -13,7 +13,8 @@ Fixed seeds; nothing is tuned on the test images.
 import tempfile
 from pathlib import Path
 from anomaly_fastai.backbones import get_backbone
-from anomaly_fastai.detector import all_methods, evaluate_detector, save_detector
+from anomaly_fastai.detector import all_methods, save_detector
+from anomaly_fastai.evaluate import evaluate_detector
 from anomaly_fastai.metrics import image_auroc
 from anomaly_fastai.twin_detector import TwinDetector
 from common import MIXED, bench_datasets, bench_parser, device_name, saved_rows

@@ -285,7 +285,7 @@ CASES = [
     # 1. 16-bit PNGs and TIFFs are scaled by their bit depth, not read as white
     Case('1-16bit-png-tiff-score-as-8bit', bit_depths, 0, '5 images scored', same_scores_per_depth),
     # 2. --k 0 (NaN threshold) and --k larger than the training set are refused before fitting; JSON is strict
-    Case('2-k-zero', lambda c: ['fit', '--k', 0, '--out', c.tmp/'m'], 2, "argument --k: expected an integer >= 1, found '0'"),
+    Case('2-k-zero', lambda c: ['fit', '--k', 0, '--out', c.tmp/'m'], 2, 'argument --k: k must be an integer >= 1, got 0'),
     Case('2-k-not-below-training-set', lambda c: ['fit', '--k', 60, '--out', c.tmp/'m'], 2,
          'expected fewer neighbours than good training images, found 60 in bottle', lambda c: not (c.tmp/'m').exists() or pytest.fail('fitted')),
     Case('2-config-is-strict-json', strict_json, 0, 'finite True'),
@@ -332,7 +332,7 @@ CASES = [
          'output directory is not empty; pass --force'),
     # 10. checks come before the slow part
     Case('10-frr-out-of-range', lambda c: ['fit', '--frr', 1.5, '--out', c.tmp/'m'], 2, "argument --frr: expected a number in [0, 1), found '1.5'"),
-    Case('10-k-negative', lambda c: ['fit', '--k', -1, '--out', c.tmp/'m'], 2, "argument --k: expected an integer >= 1, found '-1'"),
+    Case('10-k-negative', lambda c: ['fit', '--k', -1, '--out', c.tmp/'m'], 2, 'argument --k: k must be an integer >= 1, got -1'),
     Case('10-csv-label-2-before-fit', label_2_before_fit, 2, "split.csv line 3: label must be 0 (good) or 1 (anomalous), found '2'", quick_and_nothing_written),
     Case('10-bench-bad-category-before-any-fit', lambda c: ['bench', '--data', sample_path(), '--category', 'bottle,botle', '--out', c.tmp/'b'], 2,
          'botle: expected a category folder "botle"', nothing_benched),

@@ -50,7 +50,8 @@ def test_nothing_overwritten_without_force(model, tmp_path):
     (('fit', '--val', 'no/such/val', '--out', '{tmp}/m'), 'no/such/val'),
     (('fit', '--crop', '200', '--out', '{tmp}/m'), '--crop applies only with --geometry crop'),
     (('fit', '--geometry', 'letterbox', '--out', '{tmp}/m'), "invalid choice: 'letterbox'"),
-    (('fit', '--scales', '1,0', '--out', '{tmp}/m'), "argument --scales: expected a number in (0, 2], found '0'"),
+    (('fit', '--scales', '1,0', '--out', '{tmp}/m'), 'argument --scales: scales must be one or more numbers in (0, 2]'),
+    (('fit', '--method', 'patchcore', '--coreset', '0', '--out', '{tmp}/m'), 'argument --coreset: coreset must be in (0, 1]'),
     (('fit', '--method', 'patchcore', '--scales', '1,0.5', '--out', '{tmp}/m'), '--scales does not apply to --method patchcore'),
 ])
 def test_user_errors_are_one_line(model, tmp_path, args, expect):

@@ -1,4 +1,5 @@
-"""Export parity: every method x format scores the embedded sample like the library (issue 14); the runtime runs without torch.
+"""Export parity: every registered method x format scores the embedded sample like the library's own scoring module
+(`Detector.score`, which runs `Detector.module`: the graph that is exported); the runtime runs without torch.
 
 Tolerances (stated, not silent):
 - decisions (score > threshold): identical.
@@ -12,12 +13,13 @@ Versions are pinned: a new onnxruntime / onnx / opset must be re-validated, so t
 import json, subprocess, sys
 import numpy as np, pytest, torch
 from anomaly_fastai.data import Preprocess, sample_dataset
-from anomaly_fastai.detector import DETECTORS, load_detector, save_detector, score_images
+from anomaly_fastai.detector import DETECTORS, all_methods, load_detector, save_detector
+from anomaly_fastai.evaluate import score_images
 from anomaly_fastai.heads import CosineHead, L2Softmax, CenterHead
 from anomaly_fastai.metrics import MinMax
 from anomaly_fastai.scoring import get_scorer
-import anomaly_fastai.patch, anomaly_fastai.twin_detector, anomaly_fastai.tiling, anomaly_fastai.flow, anomaly_fastai.autoencoder  # register every method
-from anomaly_fastai.export import OPSET, META_KEY, export_model, head_gradient, load_torchscript
+from anomaly_fastai.twin_detector import head_gradient
+from anomaly_fastai.export import OPSET, META_KEY, export_model, load_torchscript
 import anomaly_fastai
 from anomaly_fastai import runtime
 
@@ -59,6 +61,7 @@ def x(ds): return {s: torch.stack([p.image(t.path) for t in ds.test]) for s, p i
 def fitted(ds, tmp_path_factory):
     "Each case fitted once, saved and loaded back (what `anomaly-fastai export --model DIR` exports)."
     torch.set_num_threads(2)
+    all_methods()  # every method module imported: DETECTORS holds them all
     dets = {}
     for name, case in CASES.items():
         if case is None: continue
@@ -87,7 +90,8 @@ def _reference(name, det, xb):
     "The library's scores and maps of `xb`, its normalised scores (`Detector.normalize`, as `predict` reports them) and decisions; computed once per model."
     if name not in _REFS:
         r = det.score(xb)
-        _REFS[name] = (r['scores'].numpy(), r['maps'].detach().numpy(), det.normalize(r['scores']).numpy(), det.flags(r['scores']).numpy())
+        near = r['nearest'].numpy() if r['nearest'] is not None else np.full(len(xb), -1)
+        _REFS[name] = (r['scores'].numpy(), r['maps'].detach().numpy(), det.normalize(r['scores']).numpy(), det.flags(r['scores']).numpy(), near)
     return _REFS[name]
 
 def _runner(f, fmt):
@@ -100,17 +104,22 @@ def _runner(f, fmt):
         with torch.no_grad(): return [t.numpy() for t in m(xb)]
     return run
 
+def test_every_method_is_covered():
+    "Each registered method has a parity case: export names no method, so a new method is exported by its own module and tested here."
+    covered = {c[0] for c in CASES.values() if c is not None}
+    assert set(all_methods()) <= covered, f'methods without an export parity case: {sorted(set(all_methods()) - covered)}'
+
 @pytest.mark.parametrize('fmt', ['onnx', 'torchscript'])
 @pytest.mark.parametrize('name', list(CASES))
 def test_parity(name, fmt, fitted, exported, x):
     _, det = fitted[name]
     xb = x['96' if name.startswith('tiled') else '64']
-    ref_s, ref_m, ref_n, ref_flag = _reference(name, det, xb)
+    ref_s, ref_m, ref_n, ref_flag, ref_near = _reference(name, det, xb)
     spread = det.norm.max - det.norm.min if det.norm.max > det.norm.min else 1.
     run = _runner(exported[name, fmt], fmt)
     for bs in (1, len(xb)):  # dynamic batch: one image at a time (the first three), then all 25 at once
         outs = [run(xb[i:i + bs]) for i in range(0, len(xb) if bs > 1 else 3, bs)]
-        s, n, m, flag = (np.concatenate(o) for o in zip(*outs))
+        s, n, m, flag, near = (np.concatenate(o) for o in zip(*outs))
         k = len(s)
         err = np.abs(s - ref_s[:k]).max()
         assert err <= 1e-4 * max(1., np.abs(ref_s).max()), f'{name} {fmt} bs {bs}: scores differ by {err} (max |score| {np.abs(ref_s).max()})'
@@ -119,6 +128,7 @@ def test_parity(name, fmt, fitted, exported, x):
         assert flag.tolist() == ref_flag[:k].tolist(), f'{name} {fmt} bs {bs}: decisions differ'
         np.testing.assert_allclose(n, ref_n[:k], rtol=0, atol=1e-4 + 1e-4 * max(1., np.abs(ref_s).max()) / spread)
         assert m.shape == (k, *xb.shape[-2:]) and n.dtype == np.float64 and flag.dtype == bool
+        assert near.tolist() == ref_near[:k].tolist(), f'{name} {fmt} bs {bs}: nearest good images differ'
 
 def test_onnx_file_contents(fitted, exported):
     _, det = fitted['patchcore']
@@ -185,7 +195,7 @@ def test_runtime_cli(exported, ds, tmp_path):
     r = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     rows = (tmp_path/'p'/'predictions.csv').read_text().splitlines()
-    assert rows[0] == 'path,score,norm_score,label,heatmap,error' and len(rows) == 1 + len(list((ds.root/'test'/'contamination').iterdir()))
+    assert rows[0] == 'path,score,norm_score,label,nearest_good,heatmap,error' and len(rows) == 1 + len(list((ds.root/'test'/'contamination').iterdir()))
     assert len(list((tmp_path/'p'/'heatmaps').rglob('*.png'))) == len(rows) - 1
     r = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True)   # again: the output exists
     assert r.returncode == 2 and '--force' in r.stderr and 'Traceback' not in r.stderr
