@@ -4,13 +4,13 @@
 
 # %% ../nbs/09_cli.ipynb #dbe74b4b
 from __future__ import annotations
-import argparse, csv, functools, hashlib, inspect, json, math, os, re, shutil, sys, textwrap, warnings
+import argparse, functools, inspect, math, re, shutil, sys, textwrap, warnings
 from pathlib import Path
-from .runtime import GEOMETRIES, PREDICT_OUTPUTS, PartlyFailed, check_out, input_images, prepare_out, run_summary  # torch-free, so --help answers at once
+from .runtime import GEOMETRIES, PREDICT_OUTPUTS, PartlyFailed, check_out, prepare_out  # torch-free, so --help answers at once
 
 # %% auto #0
-__all__ = ['RUN_FILE', 'OUTPUT_NAMES', 'PREDICT_COLUMNS', 'COMMANDS', 'USER_ERRORS', 'options_of', 'build_parser',
-           'method_options', 'result_row', 'cmd_fit', 'cmd_test', 'cmd_bench', 'cmd_export', 'cmd_predict', 'main']
+__all__ = ['OUTPUT_NAMES', 'COMMANDS', 'USER_ERRORS', 'options_of', 'build_parser', 'method_options', 'result_row', 'cmd_fit',
+           'cmd_test', 'cmd_bench', 'cmd_export', 'cmd_predict', 'main']
 
 # %% ../nbs/09_cli.ipynb #5888bbf8
 class _Parser(argparse.ArgumentParser):
@@ -199,7 +199,8 @@ def _chosen(argv) -> str | None:
 def _wrap(text: str, indent: int = 2, first: str = '', width: int = 0) -> str:
     "`text` wrapped to the width of argparse's help (+ `width`), indented, its first line starting with `first`."
     width = max(shutil.get_terminal_size().columns - 2 + width, 40)
-    return textwrap.fill(' '.join(text.split()), width, initial_indent=' ' * indent + first, subsequent_indent=' ' * (indent + len(first)))
+    return textwrap.fill(' '.join(text.split()), width, initial_indent=' ' * indent + first, subsequent_indent=' ' * (indent + len(first)),
+                         break_on_hyphens=False)
 
 def _method_args(p, chosen: str | None):
     """Add the methods' options to `p` (fit, bench): those of `chosen` (None: the default method) in a group with their
@@ -230,8 +231,7 @@ def _method_args(p, chosen: str | None):
         p.epilog = '\n'.join(lines)
 
 # %% ../nbs/09_cli.ipynb #18471294
-RUN_FILE = 'predict.json'  # the model and the heatmaps' root folder of a predict run, for --resume
-OUTPUT_NAMES = ('results.csv', 'results.md', RUN_FILE, *PREDICT_OUTPUTS)  # what test, bench and predict write: --force removes these only
+OUTPUT_NAMES = ('results.csv', 'results.md', *PREDICT_OUTPUTS)  # what test, bench and predict write: --force removes these only
 
 def _check_out(args, resume: bool = False) -> Path:
     "Refuse `--out` if it is a file, or a non-empty folder without --force (or --resume)."
@@ -313,7 +313,8 @@ def _write_table(table, out: Path, show: bool = True):
         print(f'results: {out/"results.csv"}, {out/"results.md"}')
 
 def cmd_fit(args):
-    from anomaly_fastai.detector import ThresholdWarning, calibrate_threshold, save_detector
+    from anomaly_fastai.detector import ThresholdWarning, save_detector
+    from anomaly_fastai.evaluate import calibrate_threshold
     out = _check_out(args)
     if out.is_dir() and any(out.iterdir()) and not (out/'config.json').is_file():
         raise FileExistsError(f'{out}: expected a model directory written by anomaly-fastai (with config.json) to replace, found other files; '
@@ -335,7 +336,9 @@ def cmd_fit(args):
           f'({det.threshold_rule["text"]}); model: {out}')
 
 def cmd_test(args):
-    from anomaly_fastai.detector import evaluate_detector, load_detector, save_heatmaps
+    from anomaly_fastai.detector import load_detector
+    from anomaly_fastai.evaluate import evaluate_detector, save_heatmaps
+    from anomaly_fastai.engine import engine_for
     from anomaly_fastai.data import replay_defects
     from anomaly_fastai.metrics import ResultsTable
     from anomaly_fastai.report import write_report
@@ -344,7 +347,9 @@ def cmd_test(args):
     # a model fitted with labelled defects (--defects) is never tested on them
     ds = replay_defects(_dataset(args.data, args.category, need_test=True), det.params.get('defects_record'))
     print(ds.summary())
-    metrics, res = evaluate_detector(det, ds, bs=args.bs)
+    eng = engine_for(det, cache_dir=args.model)  # the model folder's cached export, as predict uses it
+    print(eng.describe())
+    metrics, res = evaluate_detector(det, ds, bs=args.bs, engine=eng)
     out = _prepare_out(args)
     table = ResultsTable(); table.add(result_row(det, ds, metrics))
     _write_table(table, out)
@@ -353,7 +358,8 @@ def cmd_test(args):
     print(f'report: {write_report(out, det, ds, metrics, res)}')
 
 def cmd_bench(args):
-    from anomaly_fastai.detector import evaluate_detector, save_heatmaps
+    from anomaly_fastai.evaluate import evaluate_detector, save_heatmaps
+    from anomaly_fastai.engine import engine_for
     from anomaly_fastai.metrics import ResultsTable
     from anomaly_fastai.report import Report
     _check_out(args)
@@ -368,7 +374,9 @@ def cmd_bench(args):
         print(ds.summary())
         det = det if i == 0 else _make_detector(args)
         det.fit(ds, bs=args.bs)
-        metrics, res = evaluate_detector(det, ds, bs=args.bs)
+        eng = engine_for(det)
+        print(eng.describe())
+        metrics, res = evaluate_detector(det, ds, bs=args.bs, engine=eng)
         table.add(result_row(det, ds, metrics)); report.add(det, ds, metrics, res)
         _write_table(table, out, show=False)  # each category's results are kept as soon as it is done
         files = save_heatmaps(det, ds, res, out/'heatmaps'/ds.name, n=args.heatmaps)
@@ -382,74 +390,20 @@ def cmd_export(args):
     export_cli(args.model, args.format, args.out, args.force)
 
 # %% ../nbs/09_cli.ipynb #973ca6cf
-PREDICT_COLUMNS = ('path', 'score', 'norm_score', 'label', 'nearest_good', 'heatmap', 'error')
-
-def _model_id(model) -> str:
-    "What identifies a saved model: the checksum of its config.json (its threshold, and the checksum of its state)."
-    return hashlib.sha256((Path(model)/'config.json').read_bytes()).hexdigest()
-
-def _resumed(out: Path, model) -> tuple[str, list[dict]]:
-    "For --resume: the heatmaps' root folder of the run in `out`, and its rows that hold a score (failed images are tried again)."
-    run_file, csv_path = out/RUN_FILE, out/'predictions.csv'
-    if not run_file.is_file(): raise ValueError(f'{out}: --resume expected {RUN_FILE} beside predictions.csv (predict writes it), found none; run again with --force')
-    run = json.loads(run_file.read_text())
-    if run.get('model_id') != _model_id(model):
-        raise ValueError(f'{out}: --resume continues a run with the same model, but these predictions come from {run.get("model")}, not {model}; '
-                         'choose another --out, or pass --force to replace them')
-    with open(csv_path, newline='', encoding='utf-8-sig') as f:
-        reader = csv.DictReader(f)
-        if tuple(reader.fieldnames or ()) != PREDICT_COLUMNS:
-            raise ValueError(f'{csv_path}: expected the columns {",".join(PREDICT_COLUMNS)} of a predictions.csv to resume, found {",".join(reader.fieldnames or [])}')
-        return run['root'], [r for r in reader if r.get('path') and not r.get('error')]
-
 def cmd_predict(args):
-    if args.model.endswith('.onnx'):
-        from anomaly_fastai.runtime import load, predict_files
-        if args.resume: raise ValueError('--resume applies to a model directory; with an exported .onnx model, run again with --force')
-        return predict_files(load(args.model), args.inputs, args.out, args.force, args.bs, not args.no_heatmaps)
-    from anomaly_fastai.detector import load_detector, original_image, output_name, score_images
-    from anomaly_fastai.metrics import save_heatmap
-    if args.resume and args.force: raise ValueError('--resume and --force: expected one of them (--resume continues a run, --force replaces it), found both')
-    _check_out(args, resume=args.resume); _methods()
-    det = load_detector(args.model)
-    files, skipped = input_images(args.inputs, args.out)
-    if skipped: print(f'skipped {skipped} files in mask folders (ground_truth/, masks/), hidden files or folders, or the output folder')
-    out = Path(args.out)
-    csv_path = out/'predictions.csv'
-    resuming = args.resume and csv_path.is_file()
-    if args.resume and not resuming and out.is_dir() and any(out.iterdir()):
-        raise FileExistsError(f'{out}: --resume found no predictions.csv to continue, and the folder is not empty; choose an empty --out, '
-                              'or pass --force (instead of --resume) to replace the outputs of a previous run')
-    # heatmaps mirror the inputs' folders below `root`; a resumed run keeps the first run's, so that names never collide
-    root, kept = _resumed(out, args.model) if resuming else (os.path.commonpath([p.resolve().parent for p in files]), [])
-    done = {str(Path(r['path']).resolve()) for r in kept}
-    todo = [p for p in files if str(p.resolve()) not in done]
-    if resuming: print(f'resuming: {len(files) - len(todo)} of {len(files)} images are already in {csv_path}')
+    "Score image files with a model folder or an exported .onnx file: the one writer of `anomaly_fastai.runtime`, fed by the fastest engine."
+    from anomaly_fastai.runtime import cached_session, load, predict_files
+    check_out(args.out, args.force or args.resume, '' if args.resume else ', or --resume to continue it')  # before any model is read
+    model = Path(args.model)
+    if model.suffix.lower() == '.onnx' and not model.is_dir(): eng = load(model)
     else:
-        _prepare_out(args)
-        (out/RUN_FILE).write_text(json.dumps(dict(model=str(Path(args.model).resolve()), model_id=_model_id(args.model), root=root), indent=2))
-    tmp = csv_path.with_name('.predictions.csv.tmp')  # the kept rows replace the old file at once: an interrupt loses nothing
-    with open(tmp, 'w', newline='') as f:
-        w = csv.writer(f); w.writerow(PREDICT_COLUMNS); w.writerows([r[c] for c in PREDICT_COLUMNS] for r in kept)
-    os.replace(tmp, csv_path)
-    lo, hi = det.map_range or (None, None)
-    n_anom = n_err = 0
-    with open(csv_path, 'a', newline='') as f:
-        w = csv.writer(f)
-        for r in score_images(det, todo, args.bs, max_side=1024, errors='keep'):
-            if 'error' in r:
-                n_err += 1
-                print(f'anomaly-fastai predict: skipped {r["error"]}', file=sys.stderr)
-                w.writerow([str(r['path']), '', '', '', '', '', r['error']])
-            else:
-                heatmap = ''
-                if r['map'] is not None and not args.no_heatmaps:
-                    heatmap = f'heatmaps/{output_name(r["path"], root).as_posix()}'
-                    save_heatmap(out/heatmap, original_image(r['path'], r['map'].shape[::-1]), r['map'], vmin=lo, vmax=hi)
-                w.writerow([str(r['path']), f'{r["score"]:.6g}', f'{r["norm_score"]:.6g}', r['label'], r['nearest'] or '', heatmap, ''])
-                n_anom += r['label'] == 'anomaly'
-            f.flush()  # an interrupted run keeps every row scored so far
-    run_summary(len(todo), n_err, n_anom, det.threshold, csv_path)
+        eng = cached_session(model)  # the folder's cached export, still this model's: no torch at all
+        if eng is None:
+            from anomaly_fastai.engine import load_engine
+            _methods()
+            eng = load_engine(model)
+    print(eng.describe())
+    predict_files(eng, args.inputs, args.out, args.force, args.bs, not args.no_heatmaps, args.resume)
 
 # %% ../nbs/09_cli.ipynb #e8fd55ad
 COMMANDS = dict(fit=cmd_fit, test=cmd_test, predict=cmd_predict, bench=cmd_bench, export=cmd_export)

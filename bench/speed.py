@@ -317,7 +317,8 @@ def section(rows: list, cols: list) -> str:
     "A markdown table of `cols` of `rows` (ResultsTable's format, without its Mean row)."
     from anomaly_fastai.metrics import ResultsTable
     if not rows: return '(no row)\n'
-    t = ResultsTable([{c: r.get(c, float('nan')) for c in cols} for r in rows])
+    sci = lambda c, v: f'{v:.1e}' if 'diff' in c and isinstance(v, float) and math.isfinite(v) else v   # differences of 1e-7 must not read 0.0000
+    t = ResultsTable([{c: sci(c, r.get(c, float('nan'))) for c in cols} for r in rows])
     md = t.to_markdown()
     return md[:md.rfind('| Mean')] if '| Mean' in md else md
 
