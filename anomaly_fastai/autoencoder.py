@@ -117,6 +117,7 @@ def augment(x: Tensor, how: str, g: torch.Generator) -> Tensor:
 class AutoencoderDetector(Detector):
     "The MVTec AD paper's convolutional autoencoder (latent 100) trained with an L2 or SSIM loss; residual maps, image score = max of the blurred map."
     method = 'autoencoder'
+    test_params = dict(ae_size=32, epochs=1)  # fits in seconds on the 64 px sample (export parity tests)
     def __init__(self,
                  backbone: str = 'none',  # no backbone: the autoencoder learns from the pixels (always 'none')
                  pre=None,  # input geometry (`Preprocess`; default 256 px)

@@ -263,14 +263,12 @@ def tuned_backbone(name: str, base: str, state: dict) -> Backbone:
 
 def get_backbone(name: str | Backbone, pretrained: bool = True, *, download: bool = True) -> Backbone:
     """A fresh `Backbone` `name` (in eval mode); `pretrained=False` gives a random init without touching any file.
-    `'twin:MODEL_DIR'` is the body fine-tuned by a saved twin model; a `Backbone` is returned as it is."""
+    A `Backbone` is returned as it is. Specs of saved models, such as 'twin:MODEL_DIR', are resolved above this module
+    (`anomaly_fastai.detector.resolve_backbone`: a detector's `backbone` argument takes them)."""
     if isinstance(name, Backbone): return name
-    if name.startswith('twin:'):
-        from .twin_detector import twin_features  # the twin's save format lives above this module
-        return twin_features(name.removeprefix('twin:'))
     if name.startswith('timm:'): return _timm_backbone(name, pretrained, download).eval_()
     if name not in _REGISTRY:
-        raise ValueError(f"Unknown backbone {name!r}: expected one of {list_backbones()}, 'timm:<timm model name>' or 'twin:<twin model dir>'")
+        raise ValueError(f"Unknown backbone {name!r}: expected one of {list_backbones()}, or 'timm:<timm model name>' (a detector also takes 'twin:<twin model dir>')")
     return _REGISTRY[name](pretrained=pretrained, download=download).eval_()
 
 # %% ../nbs/01_backbones.ipynb #1455fa18

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_detector.ipynb #ff7b93b8
 from __future__ import annotations
-import hashlib, importlib, json, math, numbers, os, shutil, tempfile, time, warnings
+import hashlib, importlib, json, math, numbers, os, shutil, sys, tempfile, time, warnings
 from pathlib import Path
 from typing import Optional
 import numpy as np, torch
@@ -18,9 +18,10 @@ from .scoring import CosineKNN, KNNScorer, nearest_rows, store_buffer, threshold
 from .metrics import MinMax
 
 # %% auto #0
-__all__ = ['DETECTORS', 'METHOD_MODULES', 'GOOD_SCORES', 'FITTED_WITH', 'REQUIRED_KEYS', 'MODEL_FILES', 'default_device',
-           'register', 'all_methods', 'ThresholdWarning', 'frr_rule', 'Detector', 'save_detector', 'load_detector',
-           'gaussian_blur', 'check_scales', 'pooled_embedding', 'KNNScoring', 'KNNDetector']
+__all__ = ['DETECTORS', 'GOOD_SCORES', 'FITTED_WITH', 'REQUIRED_KEYS', 'MODEL_FILES', 'BACKBONE_SPECS', 'default_device',
+           'register', 'all_methods', 'ThresholdWarning', 'frr_rule', 'Normalise', 'Detector', 'save_detector',
+           'load_detector', 'resolve_backbone', 'gaussian_blur', 'check_scales', 'pooled_embedding', 'KNNScoring',
+           'KNNDetector']
 
 # %% ../nbs/07_detector.ipynb #59483e79
 def default_device() -> torch.device:
@@ -34,11 +35,13 @@ def register(cls):
     DETECTORS[cls.method] = cls
     return cls
 
-METHOD_MODULES = ('twin_detector', 'patch', 'tiling', 'flow', 'autoencoder')  # the modules that register the other methods
-
 def all_methods() -> dict:
-    "`DETECTORS` with every method module imported, so that a saved model of any method loads without its module imported first."
-    for m in METHOD_MODULES: importlib.import_module(f'anomaly_fastai.{m}')
+    """`DETECTORS` with every method of the package registered: each module of `anomaly_fastai` that holds an `@register`
+    is imported (once), so that a saved model of any method loads, and the CLI offers it, with nothing else to declare."""
+    pkg = importlib.import_module('anomaly_fastai')
+    for f in sorted(Path(pkg.__file__).parent.glob('*.py')):
+        name = f'anomaly_fastai.{f.stem}'
+        if name not in sys.modules and '\n@register' in f.read_text(encoding='utf-8'): importlib.import_module(name)
     return DETECTORS
 
 class ThresholdWarning(UserWarning):
@@ -65,9 +68,23 @@ def frr_rule(good, threshold: float, frr: float, scored: str = 'leave-one-out') 
                            f'one unusual {one} moves it; {more}, or set it on labelled images (fit --val)')
     return rule
 
+class Normalise(nn.Module):
+    "`Detector.normalize` (norm_score, float64) and `Detector.flags` (score > threshold) of raw scores, from a detector's threshold and normalisation."
+    rule = '0.5 at the threshold, +-0.5 per (max - min) of the good training scores (leave-one-out), clipped to 0..1'
+    def __init__(self, det: 'Detector'):
+        super().__init__()
+        n = det.norm
+        self.threshold = float(det.threshold)
+        self.spread = float(n.max - n.min) if n is not None and n.max > n.min else 1.
+        self.register_buffer('thr32', torch.tensor(self.threshold, dtype=torch.float32))
+
+    def forward(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return ((s.double() - self.threshold) / self.spread + 0.5).clamp(0, 1), s > self.thr32
+
 class Detector:
     "Base class of every method: fit on good images, score and localise anomalies, save and load."
     method = ''
+    test_params = {}  # settings that fit in seconds on the 64 px embedded sample: the export parity tests run every method with them
     def __init__(self, backbone: str | Backbone = 'mobilenet_v2', pre: Optional[Preprocess] = None, pretrained: bool = True,
                  seed: int = 42, frr: float = 0.01, device=None, **params):
         if not 0 <= frr < 1: raise ValueError(f'frr must be in [0, 1), got {frr}')
@@ -151,15 +168,14 @@ class Detector:
         return bs
 
     def flags(self, scores) -> torch.Tensor:
-        "The decision rule, the same everywhere: True (anomalous) where `scores` are above the saved threshold."
+        "The decision rule, the same everywhere (`Normalise`, also in every engine and exported file): True (anomalous) where `scores` are above the saved threshold."
         self._check_fitted()
-        return torch.as_tensor(scores) > self.threshold
+        return Normalise(self)(torch.as_tensor(scores, dtype=torch.float32))[1]
 
     def normalize(self, scores) -> torch.Tensor:
-        "`scores` on the documented 0..1 scale: 0.5 at the threshold, +-0.5 per spread of the good training scores, clipped."
+        "`scores` on the documented 0..1 scale (`Normalise`): 0.5 at the threshold, +-0.5 per spread of the good training scores, clipped."
         self._check_fitted()
-        spread = self.norm.max - self.norm.min if self.norm is not None and self.norm.max > self.norm.min else 1.
-        return ((torch.as_tensor(scores, dtype=torch.float64) - self.threshold) / spread + 0.5).clamp(0, 1)
+        return Normalise(self)(torch.as_tensor(scores, dtype=torch.float64))[0]
 
     def predict(self, x: torch.Tensor) -> list[dict]:
         "Per image: raw `score`, `norm_score` (0.5 at the threshold, see `normalize`), `label` ('anomaly'/'good' at the saved threshold), `map`, `nearest` training image."
@@ -337,6 +353,18 @@ def load_detector(path, device=None) -> Detector:
         raise ValueError(f'{state_file}: does not fit the {cfg["method"]} model of {cfg_file.name} ({type(e).__name__}: {e}); expected the state saved with it') from None
     return det
 
+BACKBONE_SPECS = {}  # 'prefix' of a backbone spec 'prefix:ARG' -> function(ARG) -> Backbone, registered by the module that makes them
+
+def resolve_backbone(spec, pretrained: bool = True) -> Backbone:
+    """The `Backbone` a detector's `backbone` argument names: a `Backbone`, a name `get_backbone` knows (or 'timm:<name>'), or a
+    spec 'prefix:ARG' a method module registered in `BACKBONE_SPECS`, such as 'twin:MODEL_DIR' (the body a saved twin model fine-tuned).
+    Resolved here, above `backbones`, which knows nothing of saved models."""
+    if isinstance(spec, str) and ':' in spec and (prefix := spec.split(':', 1)[0]) != 'timm':
+        if prefix not in BACKBONE_SPECS: all_methods()  # the module that registers the prefix
+        if prefix not in BACKBONE_SPECS: raise ValueError(f'{spec!r}: unknown backbone spec {prefix!r}: expected a backbone name, timm:<name> or one of {sorted(BACKBONE_SPECS)}:ARG')
+        return BACKBONE_SPECS[prefix](spec.split(':', 1)[1])
+    return get_backbone(spec, pretrained=pretrained)
+
 # %% ../nbs/07_detector.ipynb #92668b9d
 def gaussian_blur(maps: torch.Tensor, sigma: float = 4.) -> torch.Tensor:
     "Blur (B,H,W) maps with a Gaussian of `sigma` pixels (separable, reflect padding)."
@@ -405,6 +433,7 @@ class KNNScoring(nn.Module):
 class KNNDetector(Detector):
     "Baseline: cosine k-NN on pooled backbone features (at one or several `scales`); patch-level nearest-neighbour heatmaps."
     method = 'knn'
+    test_params = {}  # fits in seconds on the 64 px sample (export parity tests)
     def __init__(self,
                  backbone='mobilenet_v2',  # feature backbone
                  pre=None,  # preprocessing (`Preprocess`); default `Preprocess()`
@@ -418,7 +447,7 @@ class KNNDetector(Detector):
         scales = check_scales(scales)
         super().__init__(backbone, pre, k=k, k_map=k_map, map_layer=map_layer, scales=scales, **kw)
         self.k, self.k_map, self.map_layer, self.scales = k, k_map, map_layer, scales
-        self.backbone = get_backbone(backbone, pretrained=self.pretrained)
+        self.backbone = resolve_backbone(backbone, pretrained=self.pretrained)
         module_names(self.backbone, map_layer.split(','))  # a wrong map_layer fails here, not after feature extraction began
         self.backbone.model.to(self.device).eval()
 

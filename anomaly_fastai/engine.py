@@ -8,8 +8,8 @@ import os, sys, warnings
 from pathlib import Path
 import numpy as np, torch
 from .runtime import CACHE_FILE, Engine, Session, cached_session, model_id
-from .detector import Detector, load_detector
-from .export import Normalise, export_metadata, onnx_bytes
+from .detector import Detector, Normalise, load_detector
+from .export import export_metadata, onnx_bytes
 
 # %% auto #0
 __all__ = ['ENGINES', 'TorchEngine', 'onnx_session', 'engine_for', 'load_engine']

@@ -9,25 +9,11 @@ from pathlib import Path
 import torch
 from torch import nn, Tensor
 from . import __version__
-from .detector import Detector, load_detector
+from .detector import Detector, Normalise, load_detector
 
 # %% auto #0
-__all__ = ['FORMATS', 'OPSET', 'OUTPUTS', 'META_KEY', 'Normalise', 'ExportedDetector', 'export_metadata', 'onnx_bytes',
-           'export_model', 'load_torchscript', 'export_cli']
-
-# %% ../nbs/12_export.ipynb #ddf9d93f
-class Normalise(nn.Module):
-    "`Detector.normalize` (norm_score, float64) and `Detector.flags` (score > threshold) of raw scores, from the saved threshold and normalisation."
-    rule = '0.5 at the threshold, +-0.5 per (max - min) of the good training scores (leave-one-out), clipped to 0..1'
-    def __init__(self, det: Detector):
-        super().__init__()
-        n = det.norm
-        self.threshold = float(det.threshold)
-        self.spread = float(n.max - n.min) if n is not None and n.max > n.min else 1.
-        self.register_buffer('thr32', torch.tensor(self.threshold, dtype=torch.float32))
-
-    def forward(self, s: Tensor) -> tuple[Tensor, Tensor]:
-        return ((s.double() - self.threshold) / self.spread + 0.5).clamp(0, 1), s > self.thr32
+__all__ = ['FORMATS', 'OPSET', 'OUTPUTS', 'META_KEY', 'ExportedDetector', 'export_metadata', 'onnx_bytes', 'export_model',
+           'load_torchscript', 'export_cli']
 
 # %% ../nbs/12_export.ipynb #04e2d5a4
 class ExportedDetector(nn.Module):
@@ -50,6 +36,7 @@ META_KEY = 'anomaly_fastai'   # ONNX metadata_props key / TorchScript extra file
 
 def export_metadata(det: Detector) -> dict:
     "What a runtime needs besides the graph: geometry, input size, threshold, normalisation, map range, method, backbone, training images, versions."
+    det._check_fitted()
     H, W = det.pre.input_size
     return dict(format=1, library_version=__version__, torch_version=torch.__version__, method=det.method, label=det.label,
                 backbone=det.backbone_name, params=det.params, preprocess=det.pre.to_dict(), input_size=[H, W],

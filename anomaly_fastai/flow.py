@@ -180,6 +180,7 @@ ANOMALIES = ('auto', 'none', 'pseudo', 'real')
 class FlowDetector(FeatureMapDetector):
     "A conditional normalizing flow on stride-8 patch features; negative log-likelihood maps; BGAD's BG-SPP loss with real or pasted defects."
     method = 'flow'
+    test_params = dict(epochs=1)  # fits in seconds on the 64 px sample (export parity tests)
     def __init__(self,
                  backbone='mobilenet_v2',  # feature backbone (frozen): a name or a `Backbone`
                  pre=None,  # input geometry (`Preprocess`; default 256 px)

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from fastprogress.fastprogress import progress_bar
-from .backbones import Backbone, extract_features, feature_taps, get_backbone
+from .backbones import Backbone, extract_features, feature_taps
 from .scoring import BankSearch, NearestNeighbours, float_buffer, greedy_coreset, store_buffer
-from .detector import Detector, KNNDetector, KNNScoring, gaussian_blur, register
+from .detector import Detector, KNNDetector, KNNScoring, gaussian_blur, register, resolve_backbone
 
 # %% auto #0
 __all__ = ['stride4_layer', 'upsampled_cat', 'anomaly_maps', 'FeatureMapDetector', 'locally_aware_patches', 'reweighted_score',
@@ -43,7 +43,7 @@ class FeatureMapDetector(Detector):
     "Base of PatchCore and PaDiM: a frozen pretrained backbone on the device."
     def __init__(self, backbone='mobilenet_v2', pre=None, **kw):
         super().__init__(backbone, pre, **kw)
-        self.backbone = get_backbone(backbone, pretrained=self.pretrained)
+        self.backbone = resolve_backbone(backbone, pretrained=self.pretrained)
         self.backbone.model.to(self.device).eval()
 
     def _set_map_range(self, loo_maps: Tensor):
@@ -131,6 +131,7 @@ class PatchCoreScoring(nn.Module):
 class PatchCoreDetector(FeatureMapDetector):
     "PatchCore: a coreset memory bank of locally aware patch embeddings; nearest-neighbour patch distances, re-weighted image score."
     method = 'patchcore'
+    test_params = dict(coreset=0.25, loo_images=16)  # fits in seconds on the 64 px sample (export parity tests)
     def __init__(self,
                  backbone='mobilenet_v2',  # feature backbone
                  pre=None,  # preprocessing (`Preprocess`); default `Preprocess()`
@@ -243,6 +244,7 @@ class PaDiMScoring(nn.Module):
 class PaDiMDetector(FeatureMapDetector):
     "PaDiM: a Gaussian per position of random channels of the stride-4/8/16 embeddings; Mahalanobis distance maps."
     method = 'padim'
+    test_params = dict(d=50)  # fits in seconds on the 64 px sample (export parity tests)
     def __init__(self,
                  backbone='mobilenet_v2',  # feature backbone
                  pre=None,  # preprocessing (`Preprocess`); default `Preprocess()`
@@ -302,6 +304,7 @@ class SPADEScoring(KNNScoring):
 class SPADEDetector(KNNDetector):
     "SPADE: the `k_map` nearest good images by pooled features, then per-position nearest neighbours in their feature pyramids."
     method = 'spade'
+    test_params = dict(k_map=10)  # fits in seconds on the 64 px sample (export parity tests)
     def __init__(self,
                  backbone='mobilenet_v2',  # feature backbone
                  pre=None,  # preprocessing (`Preprocess`); default `Preprocess()`

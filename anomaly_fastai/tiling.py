@@ -82,6 +82,7 @@ class TiledScoring(nn.Module):
 class TiledDetector(Detector):
     "Any method (`inner`, by name) fitted and scored on overlapping `tile` x `tile` tiles; maps stitched, image score = max over tiles."
     method = 'tiled'
+    test_params = dict(inner='knn', tile=32, overlap=0.5)  # fits in seconds on the 64 px sample (export parity tests)
     def __init__(self,
                  backbone='mobilenet_v2',  # feature backbone of the inner method
                  pre=None,  # geometry of the whole image (default: the training images' own resolution, `Preprocess(None)`)

@@ -14,7 +14,7 @@ from .twin import twin_dls
 from .heads import CosineHead, FeatureDistill, FrozenBN, L2Softmax, MetricModel, get_head, metric_learner, fit_metric
 from .scoring import CosineKNN, Scorer, get_scorer
 from .metrics import MinMax
-from .detector import Detector, load_detector, register
+from .detector import BACKBONE_SPECS, Detector, load_detector, register
 
 # %% auto #0
 __all__ = ['head_gradient', 'ensemble_score', 'TwinMember', 'TwinScoring', 'TwinDetector', 'twin_features']
@@ -66,6 +66,7 @@ class TwinScoring(nn.Module):
 class TwinDetector(Detector):
     "Anomaly twin + metric learning: a CNN trained on good images vs their synthetic twins, scored by embedding distance."
     method = 'twin'
+    test_params = dict(head='arcface', epochs=0, epochs_frozen=0)  # fits in seconds on the 64 px sample (export parity tests)
     def __init__(self,
                  backbone='mobilenet_v2',  # feature backbone (a pretrained one: the twin model fine-tunes it)
                  pre=None,  # preprocessing (`Preprocess`); default `Preprocess()`
@@ -162,3 +163,5 @@ def twin_features(model_dir) -> Backbone:
     if not isinstance(det, TwinDetector):
         raise ValueError(f'{model_dir}: expected a twin model (anomaly-fastai fit --method twin), found a {det.method} model')
     return tuned_backbone(f'twin:{model_dir}', det.backbone_name, det.models[0].body.state_dict())
+
+BACKBONE_SPECS['twin'] = twin_features  # any detector's backbone='twin:MODEL_DIR' (CLI: --backbone twin:MODEL_DIR)

@@ -29,22 +29,23 @@ ort = pytest.importorskip('onnxruntime')
 TESTED = dict(onnxruntime='1.32.0', onnx='1.23.2', opset=17)
 
 SIZE = Preprocess(64)
-CASES = {  # small settings: each fits in seconds on 2 cores
-    'knn': ('knn', dict(pre=SIZE)),
-    'patchcore': ('patchcore', dict(pre=SIZE, coreset=0.25, loo_images=16)),
-    'padim': ('padim', dict(pre=SIZE, d=50)),
-    'spade': ('spade', dict(pre=SIZE, k_map=10)),
+# Every registered method with its own `test_params` (declared in its notebook: a new method is covered with nothing to add
+# here), then variants that exercise other paths of the same graphs.
+CASES = {m: (m, dict(pre=SIZE, **cls.test_params)) for m, cls in all_methods().items()}
+CASES.update({
     'knn-kmap-100': ('knn', dict(pre=SIZE, k_map=100)),  # k_map beyond the 60 good images: the graph searches all of them, as the library does
     'knn-multiscale': ('knn', dict(pre=SIZE, scales=(1, 2 ** -0.5, 0.5))),  # scales 1/sqrt2 and 1/2: 45 and 32 px, resized inside the graph
-    'twin': ('twin', dict(pre=SIZE, head='arcface', epochs=0, epochs_frozen=0)),
     'twin-lof-ensemble': ('twin', dict(pre=SIZE, head='l2softmax', epochs=0, epochs_frozen=0, score='lof', k=5, ensemble=2)),
     'twin-mahalanobis': None,  # the 'twin' model with a Mahalanobis scorer (see `fitted`: no second training)
-    'tiled-knn': ('tiled', dict(pre=Preprocess(96), inner='knn', tile=64, overlap=0.5)),
-    'flow': ('flow', dict(pre=SIZE, epochs=1)),
+    'tiled-knn-96': ('tiled', dict(pre=Preprocess(96), inner='knn', tile=64, overlap=0.5)),
     # autoencoder inputs of 32 and 48 px: the antialiased resize from 64 px runs as matrices in the graph
-    'autoencoder': ('autoencoder', dict(pre=SIZE, ae_size=32, epochs=1)),
     'autoencoder-l2-gray': ('autoencoder', dict(pre=SIZE, ae_size=48, loss='l2', color='gray', epochs=1)),
-}
+})
+
+def test_every_method_is_covered():
+    "Each registered method has a parity case (from its `test_params`): export names no method, so every method is exported by its own module."
+    assert set(all_methods()) <= {c[0] for c in CASES.values() if c is not None}
+
 def test_versions_are_the_tested_ones():
     "Exports are validated against these versions; update TESTED after re-running this file with new ones."
     assert ort.__version__ == TESTED['onnxruntime'], f'onnxruntime {ort.__version__}: parity was validated with {TESTED["onnxruntime"]}'
@@ -61,7 +62,6 @@ def x(ds): return {s: torch.stack([p.image(t.path) for t in ds.test]) for s, p i
 def fitted(ds, tmp_path_factory):
     "Each case fitted once, saved and loaded back (what `anomaly-fastai export --model DIR` exports)."
     torch.set_num_threads(2)
-    all_methods()  # every method module imported: DETECTORS holds them all
     dets = {}
     for name, case in CASES.items():
         if case is None: continue
@@ -104,16 +104,11 @@ def _runner(f, fmt):
         with torch.no_grad(): return [t.numpy() for t in m(xb)]
     return run
 
-def test_every_method_is_covered():
-    "Each registered method has a parity case: export names no method, so a new method is exported by its own module and tested here."
-    covered = {c[0] for c in CASES.values() if c is not None}
-    assert set(all_methods()) <= covered, f'methods without an export parity case: {sorted(set(all_methods()) - covered)}'
-
 @pytest.mark.parametrize('fmt', ['onnx', 'torchscript'])
 @pytest.mark.parametrize('name', list(CASES))
 def test_parity(name, fmt, fitted, exported, x):
     _, det = fitted[name]
-    xb = x['96' if name.startswith('tiled') else '64']
+    xb = x['96' if name.endswith('-96') else '64']
     ref_s, ref_m, ref_n, ref_flag, ref_near = _reference(name, det, xb)
     spread = det.norm.max - det.norm.min if det.norm.max > det.norm.min else 1.
     run = _runner(exported[name, fmt], fmt)
@@ -167,7 +162,7 @@ def test_runtime_preprocessing_is_the_library(ds, tmp_path):
 
 BLOCKER = runtime.BLOCKING_PRELUDE
 
-@pytest.mark.parametrize('name', ['knn', 'tiled-knn', 'flow', 'autoencoder-l2-gray'])
+@pytest.mark.parametrize('name', ['knn', 'tiled-knn-96', 'flow', 'autoencoder-l2-gray'])
 def test_runtime_without_torch(name, ds, fitted, exported, tmp_path):
     "In a process where torch, torchvision, fastai and timm cannot be imported, the runtime loads the file and scores like the library."
     _, det = fitted[name]
