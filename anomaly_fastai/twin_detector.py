@@ -160,7 +160,7 @@ class TwinDetector(Detector):
 def twin_features(model_dir) -> Backbone:
     "The body fine-tuned by the twin model saved in `model_dir` (its first ensemble member) as a `Backbone` named `'twin:<model_dir>'`, for any other method."
     det = load_detector(model_dir, device='cpu')
-    if not isinstance(det, TwinDetector):
+    if det.method != TwinDetector.method:
         raise ValueError(f'{model_dir}: expected a twin model (anomaly-fastai fit --method twin), found a {det.method} model')
     return tuned_backbone(f'twin:{model_dir}', det.backbone_name, det.models[0].body.state_dict())
 
