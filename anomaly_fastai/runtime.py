@@ -238,7 +238,7 @@ class Session(Engine):
     "An exported model (.onnx file, or its bytes) loaded in ONNX Runtime, with its preprocessing."
     name = 'onnxruntime'
     def __init__(self, path, threads: int | None = None, providers=None, model: bytes | None = None):
-        ort, self.path = _ort(), Path(path)
+        ort, self.path, self.from_file = _ort(), Path(path), model is None
         if model is None:
             if self.path.is_dir():
                 raise ModelError(f'{self.path}: expected an .onnx file written by `anomaly-fastai export`, found a folder; '
@@ -260,7 +260,8 @@ class Session(Engine):
 
     def describe(self) -> str:
         "One line on what scores: the engine, and where its graph comes from."
-        where = 'in memory' if not self.path.is_file() else f'cached export {self.path}' if self.path.name == CACHE_FILE else str(self.path)
+        if self.from_file: where = f'cached export {self.path}' if self.path.name == CACHE_FILE else str(self.path)
+        else: where = f'exported now, cached as {self.path}' if self.path.name == CACHE_FILE and self.path.is_file() else 'exported now, in memory'
         return f'engine: onnxruntime ({where})'
 
     def run(self, x: np.ndarray) -> dict:

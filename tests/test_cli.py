@@ -114,13 +114,44 @@ def test_export_then_predict_with_the_onnx_file(model, tmp_path):
     r = run('export', '--model', model, '--out', tmp_path/'m.onnx', ok=False)
     assert r.returncode == 2 and '--force' in r.stderr.replace('force=True', '--force') and 'Traceback' not in r.stderr
     imgs = sample_path()/'bottle'/'test'/'broken_large'
-    run('predict', '--model', model, '--out', tmp_path/'lib', imgs)
-    run('predict', '--model', tmp_path/'m.onnx', '--out', tmp_path/'onnx', imgs)
+    r = run('predict', '--model', model, '--out', tmp_path/'lib', imgs)
+    assert r.stdout.startswith('engine: '), r.stdout  # says first which engine scores
+    r = run('predict', '--model', tmp_path/'m.onnx', '--out', tmp_path/'onnx', imgs)
+    assert r.stdout.startswith(f'engine: onnxruntime ({tmp_path/"m.onnx"})'), r.stdout
+    # one writer: the same columns, nearest good image, labels and run record for both
+    assert (tmp_path/'lib'/'predictions.csv').read_text().splitlines()[0] == (tmp_path/'onnx'/'predictions.csv').read_text().splitlines()[0]
+    assert (tmp_path/'lib'/'predict.json').is_file() and (tmp_path/'onnx'/'predict.json').is_file()
     lib = {r['path']: r for r in csv.DictReader(open(tmp_path/'lib'/'predictions.csv'))}
     onnx = {r['path']: r for r in csv.DictReader(open(tmp_path/'onnx'/'predictions.csv'))}
     assert lib.keys() == onnx.keys() and len(lib) == 5
     for p, r in lib.items():
-        assert abs(float(r['score']) - float(onnx[p]['score'])) <= 1e-4 * max(1, abs(float(r['score']))) and r['label'] == onnx[p]['label']
+        assert abs(float(r['score']) - float(onnx[p]['score'])) <= 1e-5 * max(1, abs(float(r['score']))) and r['label'] == onnx[p]['label']
+        assert r['nearest_good'] and r['nearest_good'] == onnx[p]['nearest_good'] and r['heatmap'] == onnx[p]['heatmap']
+    f = tmp_path/'onnx'/'predictions.csv'; full = f.read_text()
+    f.write_text('\n'.join(full.splitlines()[:3]) + '\n')  # interrupted after 2 images: --resume works with the .onnx file too
+    r = run('predict', '--model', tmp_path/'m.onnx', '--out', tmp_path/'onnx', '--resume', imgs)
+    assert 'resuming: 2 of 5' in r.stdout + r.stderr and f.read_text() == full, r.stdout + r.stderr
+
+def test_model_folder_predicts_from_its_cached_export_without_torch(tmp_path):
+    "`predict --model DIR` exports the model once (`engine-cache.onnx` in the folder); later runs score from it, torch never imported, same numbers."
+    from anomaly_fastai.runtime import BLOCKING_PRELUDE, CACHE_FILE
+    m, imgs = tmp_path/'m', sample_path()/'bottle'/'test'/'contamination'
+    run('fit', '--size', '128', '--out', m)
+    run('predict', '--model', m, '--out', tmp_path/'p1', imgs)
+    assert (m/CACHE_FILE).is_file()
+    script = BLOCKING_PRELUDE + (f"from anomaly_fastai.cli import main; main({['predict', '--model', str(m), '--out', str(tmp_path/'p2'), str(imgs)]!r})\n"
+                                 "print('imported:', [k for k in ('torch', 'torchvision', 'fastai', 'timm') if k in sys.modules])")
+    r = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert 'engine: onnxruntime (cached export' in r.stdout and "imported: []" in r.stdout, r.stdout
+    assert (tmp_path/'p1'/'predictions.csv').read_text() == (tmp_path/'p2'/'predictions.csv').read_text()
+    run('fit', '--size', '128', '--k', '3', '--out', m, '--force')   # a new model in the same folder: the old export is not used
+    r = run('predict', '--model', m, '--out', tmp_path/'p3', imgs)
+    assert json.load(open(m/'config.json'))['params']['k'] == 3 and (m/CACHE_FILE).is_file()
+    assert (tmp_path/'p3'/'predictions.csv').read_text() != (tmp_path/'p1'/'predictions.csv').read_text()  # scored by the new model
+    r = subprocess.run([sys.executable, '-c', script.replace(str(tmp_path/'p2'), str(tmp_path/'p4'))], capture_output=True, text=True)
+    assert r.returncode == 0 and "imported: []" in r.stdout, r.stderr  # the re-made cache serves torch-free again
+    assert (tmp_path/'p3'/'predictions.csv').read_text() == (tmp_path/'p4'/'predictions.csv').read_text()
 
 def test_flow_with_labelled_defects(tmp_path):
     "--method flow --defects 1: one defect per type trains the flow; `test` on the same data leaves those images out again."
