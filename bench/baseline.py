@@ -9,7 +9,7 @@ saved threshold (1 % of good training images flagged, leave-one-out), fit time, 
 from pathlib import Path
 from anomaly_fastai.cli import result_row
 from anomaly_fastai.data import Preprocess
-from anomaly_fastai.detector import KNNDetector
+from anomaly_fastai.knn import KNNDetector
 from anomaly_fastai.evaluate import evaluate_detector
 from anomaly_fastai.metrics import ResultsTable
 from common import bench_datasets, bench_parser, device_name

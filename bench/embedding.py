@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np, torch, torch.nn.functional as F
 from anomaly_fastai.backbones import get_backbone, extract_features
 from anomaly_fastai.data import Preprocess, split_good
-from anomaly_fastai.detector import pooled_embedding
+from anomaly_fastai.knn import pooled_embedding
 from anomaly_fastai.metrics import ResultsTable, image_auroc
 from anomaly_fastai.scoring import KNNScorer
 from anomaly_fastai.twin import AnomalyTwinDataset

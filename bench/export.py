@@ -9,7 +9,8 @@ import argparse, json, subprocess, sys, tempfile, time
 from pathlib import Path
 import torch
 from anomaly_fastai.data import Preprocess, load_dataset
-from anomaly_fastai.detector import all_methods, load_detector, save_detector
+from anomaly_fastai.detector import all_methods
+from anomaly_fastai.saving import load_detector, save_detector
 from anomaly_fastai.export import export_model, load_torchscript
 from anomaly_fastai.metrics import ResultsTable
 

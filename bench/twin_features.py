@@ -13,7 +13,8 @@ Fixed seeds; nothing is tuned on the test images.
 import tempfile
 from pathlib import Path
 from anomaly_fastai.backbones import get_backbone
-from anomaly_fastai.detector import all_methods, save_detector
+from anomaly_fastai.detector import all_methods
+from anomaly_fastai.saving import save_detector
 from anomaly_fastai.evaluate import evaluate_detector
 from anomaly_fastai.metrics import image_auroc
 from anomaly_fastai.twin_detector import TwinDetector

@@ -112,7 +112,7 @@ def strict_json(c):
     return 0, f'threshold {cfg["threshold"]} finite {np.isfinite(cfg["threshold"])}'
 
 def nan_threshold_refused(c):
-    from anomaly_fastai.detector import load_detector, save_detector
+    from anomaly_fastai.saving import load_detector, save_detector
     det = load_detector(c.model); det.threshold = float('nan')
     try: save_detector(det, c.tmp/'nan_model')
     except ValueError as e: return 2, str(e)
@@ -121,7 +121,7 @@ def nan_threshold_refused(c):
 def atomic_save(c):
     "A crash while `fit --force` writes the new model leaves the old one whole and loadable."
     import torch
-    from anomaly_fastai.detector import load_detector, save_detector
+    from anomaly_fastai.saving import load_detector, save_detector
     d = c.model_copy(); before = (d/'state.pt').read_bytes(), (d/'config.json').read_text()
     det = load_detector(d); det.threshold = det.threshold * 2
     real = torch.save
@@ -239,7 +239,7 @@ def predict_sample_test(c):
     return ['predict', '--model', c.model, '--out', c.tmp/'p', '--no-heatmaps', BOTTLE/'test'/'good', BOTTLE/'test'/'broken_large']
 
 def norm_scale(c):
-    from anomaly_fastai.detector import load_detector
+    from anomaly_fastai.saving import load_detector
     rows = c.rows(c.tmp/'p'/'predictions.csv')
     assert len(rows) == 15 and all(0 <= float(r['norm_score']) <= 1 for r in rows)
     assert all((float(r['norm_score']) > 0.5) == (r['label'] == 'anomaly') for r in rows), rows

@@ -13,7 +13,8 @@ Versions are pinned: a new onnxruntime / onnx / opset must be re-validated, so t
 import json, subprocess, sys
 import numpy as np, pytest, torch
 from anomaly_fastai.data import Preprocess, sample_dataset
-from anomaly_fastai.detector import DETECTORS, all_methods, load_detector, save_detector
+from anomaly_fastai.detector import DETECTORS, all_methods
+from anomaly_fastai.saving import load_detector, save_detector
 from anomaly_fastai.evaluate import score_images
 from anomaly_fastai.heads import CosineHead, L2Softmax, CenterHead
 from anomaly_fastai.metrics import MinMax
