@@ -264,7 +264,7 @@ def tuned_backbone(name: str, base: str, state: dict) -> Backbone:
 def get_backbone(name: str | Backbone, pretrained: bool = True, *, download: bool = True) -> Backbone:
     """A fresh `Backbone` `name` (in eval mode); `pretrained=False` gives a random init without touching any file.
     A `Backbone` is returned as it is. Specs of saved models, such as 'twin:MODEL_DIR', are resolved above this module
-    (`anomaly_fastai.detector.resolve_backbone`: a detector's `backbone` argument takes them)."""
+    (`anomaly_fastai.saving.resolve_backbone`: a detector's `backbone` argument takes them)."""
     if isinstance(name, Backbone): return name
     if name.startswith('timm:'): return _timm_backbone(name, pretrained, download).eval_()
     if name not in _REGISTRY:

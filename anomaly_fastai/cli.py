@@ -313,7 +313,8 @@ def _write_table(table, out: Path, show: bool = True):
         print(f'results: {out/"results.csv"}, {out/"results.md"}')
 
 def cmd_fit(args):
-    from anomaly_fastai.detector import ThresholdWarning, save_detector
+    from anomaly_fastai.detector import ThresholdWarning
+    from anomaly_fastai.saving import save_detector
     from anomaly_fastai.evaluate import calibrate_threshold
     out = _check_out(args)
     if out.is_dir() and any(out.iterdir()) and not (out/'config.json').is_file():
@@ -336,7 +337,7 @@ def cmd_fit(args):
           f'({det.threshold_rule["text"]}); model: {out}')
 
 def cmd_test(args):
-    from anomaly_fastai.detector import load_detector
+    from anomaly_fastai.saving import load_detector
     from anomaly_fastai.evaluate import evaluate_detector, save_heatmaps
     from anomaly_fastai.engine import engine_for
     from anomaly_fastai.data import replay_defects

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_detector.ipynb #ff7b93b8
 from __future__ import annotations
-import hashlib, importlib, json, math, numbers, os, shutil, sys, tempfile, time, warnings
+import importlib, math, sys, time, warnings
 from pathlib import Path
 from typing import Optional
 import numpy as np, torch
@@ -13,15 +13,13 @@ from torch import nn
 from fastprogress.fastprogress import progress_bar
 from . import __version__
 from .data import AnomalyDataset, DataError, Preprocess, train_dls
-from .backbones import Backbone, feature_taps, get_backbone, extract_features, module_names, tuned_backbone
-from .scoring import CosineKNN, KNNScorer, nearest_rows, store_buffer, threshold_at_frr
+from .backbones import Backbone
+from .scoring import threshold_at_frr
 from .metrics import MinMax
 
 # %% auto #0
-__all__ = ['DETECTORS', 'GOOD_SCORES', 'FITTED_WITH', 'REQUIRED_KEYS', 'MODEL_FILES', 'BACKBONE_SPECS', 'default_device',
-           'register', 'all_methods', 'ThresholdWarning', 'frr_rule', 'Normalise', 'Detector', 'save_detector',
-           'load_detector', 'resolve_backbone', 'gaussian_blur', 'check_scales', 'pooled_embedding', 'KNNScoring',
-           'KNNDetector']
+__all__ = ['DETECTORS', 'GOOD_SCORES', 'default_device', 'register', 'all_methods', 'ThresholdWarning', 'frr_rule', 'Normalise',
+           'Detector', 'gaussian_blur']
 
 # %% ../nbs/07_detector.ipynb #59483e79
 def default_device() -> torch.device:
@@ -199,173 +197,7 @@ class Detector:
         state = 'fitted' if self.threshold is not None else 'not fitted'
         return f'{type(self).__name__}(backbone={self.backbone_name!r}, {self.pre}, params={self.params}, {state})'
 
-# %% ../nbs/07_detector.ipynb #ff48d2fa
-FITTED_WITH = ('method', 'backbone', 'pretrained', 'preprocess', 'params')  # config.json entries the state depends on
-REQUIRED_KEYS = ('method', 'backbone', 'preprocess', 'params', 'threshold', 'norm', 'train_paths')
-MODEL_FILES = ('config.json', 'state.pt')  # what `save_detector` writes, and so all that `force` replaces
-
-def _to(o, device):
-    "The tensors of a (nested) state, detached and on `device`."
-    if isinstance(o, torch.Tensor): return o.detach().to(device)
-    if isinstance(o, dict): return {k: _to(v, device) for k, v in o.items()}
-    if isinstance(o, (list, tuple)): return type(o)(_to(v, device) for v in o)
-    return o
-
-def _shapes(o, name: str = '') -> dict:
-    "Shapes of the tensors in a (nested) state, by dotted name."
-    if isinstance(o, torch.Tensor): return {name: list(o.shape)}
-    items = o.items() if isinstance(o, dict) else enumerate(o) if isinstance(o, (list, tuple)) else []
-    return {k2: s for k, v in items for k2, s in _shapes(v, f'{name}.{k}' if name else str(k)).items()}
-
-def _sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
-    return h.hexdigest()
-
-def _fsync(path):
-    with open(path, 'rb') as f: os.fsync(f.fileno())
-
-def _swap_in(tmp: Path, path: Path):
-    "Rename the new model folder `tmp` to `path`, moving the entries of the old `path` that are not `MODEL_FILES` into it first; as it was if this fails."
-    kept, old = [], None
-    try:
-        for p in sorted(path.iterdir()):
-            if p.name not in MODEL_FILES: os.replace(p, tmp/p.name); kept.append(p.name)
-        old = Path(tempfile.mkdtemp(prefix=f'.{path.name}.old-', dir=path.parent))
-        os.replace(path, old/path.name)  # the previous model stays whole until the new one is in place
-        os.replace(tmp, path)
-    except BaseException:
-        if old is not None and not path.exists(): os.replace(old/path.name, path)
-        for n in kept: os.replace(tmp/n, path/n)  # the user's entries go back beside the previous model
-        if old is not None: old.rmdir()
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-def save_detector(det: Detector, path, force: bool = False) -> Path:
-    "Write `det` to the directory `path` (config.json + state.pt), atomically: written beside it, then renamed into place."
-    det._check_fitted()
-    path = Path(path)
-    if path.exists() and not path.is_dir(): raise FileExistsError(f'{path}: expected a model directory, found a file')
-    if path.exists() and any(path.iterdir()):
-        if not force: raise FileExistsError(f'{path}: a model directory already exists here; pass force=True (CLI: --force) to overwrite it')
-        if not (path/'config.json').is_file():
-            raise FileExistsError(f'{path}: expected a model directory written by anomaly-fastai (with config.json) to replace, '
-                                  'found other files; refusing to delete them: choose another directory')
-    cfg, state = det.config(), _to(det._state(), 'cpu')
-    if (bb := det.tuned_features()) is not None:  # the model must not depend on the folder its features came from
-        state['features'] = dict(tuned_from=bb.tuned_from, state=_to(bb.model.state_dict(), 'cpu'))
-    try: json.dumps(cfg, allow_nan=False)
-    except ValueError: raise ValueError(f'{path}: cannot save a model whose configuration holds a value that is not a finite number '
-                                        f'(threshold {det.threshold}, norm {cfg["norm"]})') from None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.saving-', dir=path.parent))
-    try:
-        umask = os.umask(0); os.umask(umask); os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private
-        torch.save(state, tmp/'state.pt'); _fsync(tmp/'state.pt')
-        cfg['fingerprint'] = dict(sha256=_sha256(tmp/'state.pt'), bytes=(tmp/'state.pt').stat().st_size, shapes=_shapes(state),
-                                  **{k: cfg[k] for k in FITTED_WITH})
-        (tmp/'config.json').write_text(json.dumps(cfg, indent=2, allow_nan=False)); _fsync(tmp/'config.json')
-        if path.exists(): _swap_in(tmp, path)
-        else: os.replace(tmp, path)
-    except BaseException:
-        if tmp.exists():
-            for n in MODEL_FILES: (tmp/n).unlink(missing_ok=True)
-            try: tmp.rmdir()
-            except OSError: pass  # never delete the user's entries: if they could not go back, they wait in `tmp`
-        raise
-    return path
-
-def _no_nan(c): raise ValueError(f'holds {c}, which strict JSON does not allow; expected finite numbers (refit the model)')
-
-def _read_config(cfg_file: Path) -> dict:
-    "config.json, parsed strictly and checked for the keys `load_detector` needs."
-    try: cfg = json.loads(cfg_file.read_text(encoding='utf-8'), parse_constant=_no_nan)
-    except json.JSONDecodeError as e:
-        raise ValueError(f'{cfg_file}: expected the JSON model configuration written by anomaly-fastai fit, but it is not valid JSON '
-                         f'({e.msg} at line {e.lineno}, column {e.colno}; truncated?): restore or refit the model') from None
-    except UnicodeDecodeError: raise ValueError(f'{cfg_file}: expected a JSON text file, found binary data') from None
-    except ValueError as e: raise ValueError(f'{cfg_file}: {e}') from None
-    if not isinstance(cfg, dict): raise ValueError(f'{cfg_file}: expected a JSON object (the model configuration), found {type(cfg).__name__}')
-    if missing := [k for k in REQUIRED_KEYS if k not in cfg]:
-        raise ValueError(f'{cfg_file}: expected the key {missing[0]!r} (written by anomaly-fastai fit), not found'
-                         + (f' (nor {", ".join(map(repr, missing[1:]))})' if len(missing) > 1 else ''))
-    t = cfg['threshold']
-    if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
-        raise ValueError(f'{cfg_file}: threshold is {t!r}; expected a finite number')
-    if not (isinstance(cfg['norm'], dict) and all(isinstance(cfg['norm'].get(k), (int, float)) for k in ('min', 'max'))):
-        raise ValueError(f'{cfg_file}: norm is {cfg["norm"]!r}; expected {{"min": number, "max": number}}')
-    return cfg
-
-def _check_fingerprint(cfg: dict, cfg_file: Path, state_file: Path):
-    "Refuse a config.json edited where the state depends on it, and a state.pt that is not the one saved with it."
-    fp = cfg.get('fingerprint')
-    if not isinstance(fp, dict): return  # saved before fingerprints existed
-    def same(k, a, b):
-        if k != 'preprocess': return a == b
-        try: return Preprocess.from_dict(a) == Preprocess.from_dict(b)
-        except (TypeError, ValueError): return False
-    for k in FITTED_WITH:
-        if k in fp and not same(k, cfg.get(k), fp[k]):
-            diff = {n: (fp[k].get(n), v) for n, v in cfg[k].items() if fp[k].get(n) != v} if isinstance(cfg.get(k), dict) and isinstance(fp[k], dict) else None
-            what = ', '.join(f'{k}.{n} {a!r} -> {b!r}' for n, (a, b) in diff.items()) if diff else f'{k} {fp[k]!r} -> {cfg.get(k)!r}'
-            raise ValueError(f'{cfg_file}: {k} was changed after fitting ({what}); expected what state.pt was fitted with: '
-                             'a fitted model cannot be edited (only its threshold), refit it')
-    size = state_file.stat().st_size
-    if size == 0: raise ValueError(f'{state_file}: is empty (0 bytes); expected the state saved with {cfg_file.name} ({fp.get("bytes")} bytes)')
-    if fp.get('sha256') and _sha256(state_file) != fp['sha256']:
-        detail = f'{size} bytes, expected {fp.get("bytes")}'
-        try:
-            shapes = _shapes(torch.load(state_file, map_location='cpu', weights_only=True))
-            diff = [f'{n} {shapes.get(n)} (expected {s})' for n, s in fp.get('shapes', {}).items() if shapes.get(n) != s]
-            detail = f'tensors {", ".join(diff[:2])}' if diff else 'same tensor shapes, other values'
-        except Exception: detail += ', not a readable state'
-        raise ValueError(f'{state_file}: is not the state saved with {cfg_file.name} ({detail}): it was replaced, changed or truncated '
-                         f'after saving; expected the state of this {fp.get("method")} ({fp.get("backbone")}) model: restore both files together or refit')
-
-def load_detector(path, device=None) -> Detector:
-    "Load a detector saved by `save_detector`, checking config.json and state.pt against each other."
-    path = Path(path)
-    cfg_file, state_file = path/'config.json', path/'state.pt'
-    what = f'{path}: expected a model directory with config.json and state.pt (written by `anomaly-fastai fit`)'
-    if not path.exists(): raise FileNotFoundError(f'{what}, but this path does not exist')
-    if missing := [f.name for f in (cfg_file, state_file) if not f.is_file()]: raise FileNotFoundError(f'{what}; {" and ".join(missing)} missing')
-    cfg = _read_config(cfg_file)
-    if cfg.get('method') not in all_methods():
-        raise ValueError(f'{cfg_file}: unknown method {cfg.get("method")!r}; this version knows {sorted(DETECTORS)}')
-    _check_fingerprint(cfg, cfg_file, state_file)
-    try: pre = Preprocess.from_dict(cfg['preprocess'])
-    except (TypeError, ValueError) as e: raise ValueError(f'{cfg_file}: preprocess {cfg["preprocess"]!r} is not a valid geometry ({e})') from None
-    try: state = torch.load(state_file, map_location='cpu', weights_only=True)
-    except Exception as e:
-        raise ValueError(f'{state_file}: expected the PyTorch state written by anomaly-fastai fit, cannot read it ({type(e).__name__}: {e})') from None
-    backbone = cfg['backbone']
-    if isinstance(state, dict) and 'features' in state:  # fine-tuned features travel inside the model
-        try: backbone = tuned_backbone(backbone, state['features']['tuned_from'], state['features']['state'])
-        except (KeyError, TypeError, ValueError, RuntimeError) as e:
-            raise ValueError(f'{state_file}: its fine-tuned features do not fit the backbone of {cfg_file.name} ({type(e).__name__}: {e}); expected the state saved with it') from None
-    det = DETECTORS[cfg['method']](backbone=backbone, pre=pre, pretrained=cfg.get('pretrained', True),
-                                   seed=cfg.get('seed', 42), frr=cfg.get('frr', 0.01), device=device, **cfg['params'])
-    det.threshold, det.norm, det.train_paths, det.fit_seconds = cfg['threshold'], MinMax.from_dict(cfg['norm']), cfg['train_paths'], cfg.get('fit_seconds')
-    det.calibration, det.threshold_rule = cfg.get('calibration'), cfg.get('threshold_rule')
-    try: det._load_state(_to(state, det.device))
-    except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as e:
-        raise ValueError(f'{state_file}: does not fit the {cfg["method"]} model of {cfg_file.name} ({type(e).__name__}: {e}); expected the state saved with it') from None
-    return det
-
-BACKBONE_SPECS = {}  # 'prefix' of a backbone spec 'prefix:ARG' -> function(ARG) -> Backbone, registered by the module that makes them
-
-def resolve_backbone(spec, pretrained: bool = True) -> Backbone:
-    """The `Backbone` a detector's `backbone` argument names: a `Backbone`, a name `get_backbone` knows (or 'timm:<name>'), or a
-    spec 'prefix:ARG' a method module registered in `BACKBONE_SPECS`, such as 'twin:MODEL_DIR' (the body a saved twin model fine-tuned).
-    Resolved here, above `backbones`, which knows nothing of saved models."""
-    if isinstance(spec, str) and ':' in spec and (prefix := spec.split(':', 1)[0]) != 'timm':
-        if prefix not in BACKBONE_SPECS: all_methods()  # the module that registers the prefix
-        if prefix not in BACKBONE_SPECS: raise ValueError(f'{spec!r}: unknown backbone spec {prefix!r}: expected a backbone name, timm:<name> or one of {sorted(BACKBONE_SPECS)}:ARG')
-        return BACKBONE_SPECS[prefix](spec.split(':', 1)[1])
-    return get_backbone(spec, pretrained=pretrained)
-
-# %% ../nbs/07_detector.ipynb #92668b9d
+# %% ../nbs/07_detector.ipynb #436e32e7
 def gaussian_blur(maps: torch.Tensor, sigma: float = 4.) -> torch.Tensor:
     "Blur (B,H,W) maps with a Gaussian of `sigma` pixels (separable, reflect padding)."
     r = int(3 * sigma + 0.5)
@@ -375,124 +207,3 @@ def gaussian_blur(maps: torch.Tensor, sigma: float = 4.) -> torch.Tensor:
     x = F.conv2d(x, k.view(1, 1, 1, -1))
     return F.conv2d(x, k.view(1, 1, -1, 1))[:, 0]
 
-def check_scales(scales) -> tuple:
-    "`scales` as a tuple of floats, each in (0, 2]; a clear error otherwise."
-    out = tuple(scales) if isinstance(scales, (list, tuple)) else ()
-    if not out or not all(isinstance(s, numbers.Real) and not isinstance(s, bool) and 0 < s <= 2 for s in out):
-        raise ValueError(f'scales must be one or more numbers in (0, 2], e.g. (1, 0.7071, 0.5); got {scales!r}')
-    return tuple(float(s) for s in out)
-
-def pooled_embedding(x: torch.Tensor, body: torch.Tensor, scales=(1.,), body_of=None, size=None) -> torch.Tensor:
-    """Image embeddings (B, C) of a batch `x` whose last feature map is `body` (B, C, h, w): its mean over positions;
-    with several `scales`, the mean of the L2-normalised pooled maps `body_of(x resized by s)` over the scales (a
-    multi-scale descriptor). `size`: (H, W) of `x`, given where its shape is not a number (an exported graph)."""
-    if tuple(scales) == (1.,): return body.mean((2, 3))
-    H, W = size or x.shape[-2:]
-    pooled = []
-    for s in scales:
-        h, w = round(H * s), round(W * s)
-        if min(h, w) < 32: raise ValueError(f'scale {s} makes the {H}x{W} input {h}x{w}: expected at least 32 pixels a side; use larger scales or a larger input')
-        pooled.append((body if s == 1 else body_of(F.interpolate(x, size=(h, w), mode='bilinear', align_corners=False))).mean((2, 3)))
-    return torch.stack([F.normalize(p, dim=1) for p in pooled]).mean(0)
-
-class KNNScoring(nn.Module):
-    """The scoring module of `KNNDetector` (and SPADE's): cosine k-NN of the pooled embeddings at `scales` (the score),
-    nearest-neighbour distances of the patch features to the patches of the `k_map` nearest good images (the map,
-    upsampled and blurred), and the nearest good image."""
-    def __init__(self, det: 'KNNDetector'):
-        super().__init__()
-        self.taps = feature_taps(det.backbone, [*det.map_layer.split(','), 'body'])
-        self.size, self.scales = tuple(det.pre.input_size), det.scales
-        emb = det.scorer.train_emb
-        self.knn = CosineKNN(emb, det.k, det.k_map)  # searches max(k, k_map) neighbours, never more than the bank
-        self.k_map = min(det.k_map, len(emb))
-        N, C, h, w = det.fmaps.shape
-        fb = det.fmaps.float().permute(0, 2, 3, 1).reshape(N, h * w, C)
-        store_buffer(self, 'fbank', fb); store_buffer(self, 'fbank_sq', (fb ** 2).sum(-1))
-
-    def patch_map(self, fs: list) -> torch.Tensor:
-        "The patch features (B, C, h, w) the map compares, from the maps of the map layers."
-        return fs[0]
-
-    def maps(self, fmap: torch.Tensor, near: torch.Tensor, size=None) -> torch.Tensor:
-        "Maps (B, H, W) at `size` (default: the input size): nearest-neighbour distances of the patches of `fmap` (B, C, h, w) to those of the good images `near` (B, n), upsampled and blurred."
-        B, C, h, w = fmap.shape
-        bank = self.fbank[near].float().reshape(B, -1, C)  # (B, n * h * w, C): each image's own bank
-        d, _ = nearest_rows(fmap.float().permute(0, 2, 3, 1).reshape(B, h * w, C), bank, self.fbank_sq[near].float().reshape(B, -1))
-        return gaussian_blur(F.interpolate(d.view(B, 1, h, w), size=size or self.size, mode='bilinear', align_corners=False)[:, 0])
-
-    def forward(self, x):
-        # traced: the fitted input size, a constant; eagerly, the size of `x` (the method also scores other sizes)
-        size = self.size if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() else tuple(x.shape[-2:])
-        *fs, body = self.taps(x)  # the map layers lie on the way to 'body': no extra work
-        emb = pooled_embedding(x, body, self.scales, lambda xs: self.taps(xs)[-1], size)
-        d, i = self.knn.neighbours(emb)
-        return self.knn.score(d), self.maps(self.patch_map(fs), i[:, :self.k_map], size), i[:, 0]
-
-@register
-class KNNDetector(Detector):
-    "Baseline: cosine k-NN on pooled backbone features (at one or several `scales`); patch-level nearest-neighbour heatmaps."
-    method = 'knn'
-    test_params = {}  # fits in seconds on the 64 px sample (export parity tests)
-    def __init__(self,
-                 backbone='mobilenet_v2',  # feature backbone
-                 pre=None,  # preprocessing (`Preprocess`); default `Preprocess()`
-                 k: int = 1,  # nearest neighbours averaged in the image score
-                 k_map: int = 3,  # nearest good images whose patches are searched for the map
-                 map_layer: str = 'stride16',  # feature maps of the patch search, comma-separated
-                 scales=(1.,),  # input scales whose pooled features make the image embedding (e.g. 1,0.7071,0.5: a multi-scale descriptor)
-                 **kw):
-        for name, v in (('k', k), ('k_map', k_map)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f'{name} must be an integer >= 1, got {v!r}')
-        scales = check_scales(scales)
-        super().__init__(backbone, pre, k=k, k_map=k_map, map_layer=map_layer, scales=scales, **kw)
-        self.k, self.k_map, self.map_layer, self.scales = k, k_map, map_layer, scales
-        self.backbone = resolve_backbone(backbone, pretrained=self.pretrained)
-        module_names(self.backbone, map_layer.split(','))  # a wrong map_layer fails here, not after feature extraction began
-        self.backbone.model.to(self.device).eval()
-
-    def _check_fit(self, ds):
-        if self.k >= len(ds.train):
-            raise ValueError(f'k ({self.k}) must be smaller than the number of good training images ({len(ds.train)}): '
-                             'each leave-one-out score needs k other images')
-
-    def _features(self, x):
-        "Pooled embeddings (B, C) and patch feature maps (B, C', h, w) of a batch."
-        f = extract_features(self.backbone, x, layers=(self.map_layer, 'body'))
-        return self._pooled(x, f['body']), f[self.map_layer]
-
-    @property
-    def label(self) -> str: return self.method if self.scales == (1.,) else f'{self.method}, scales {",".join(f"{s:.3g}" for s in self.scales)}'
-
-    def _pooled(self, x, body):
-        "The image embeddings of the batch `x`, whose last map is `body`, at `self.scales`."
-        return pooled_embedding(x, body, self.scales, lambda xs: extract_features(self.backbone, xs, layers=('body',))['body'])
-
-    def _fit(self, ds, bs, progress):
-        embs, fmaps = [], []
-        for xb in self._batches(ds, bs, progress):
-            e, f = self._features(xb)
-            embs.append(e); fmaps.append(f)
-        self._set_bank(torch.cat(embs), torch.cat(fmaps))
-        self.map_range = self._map_range()
-
-    def _set_bank(self, emb, fmaps):
-        self.scorer = KNNScorer(k=self.k).fit(emb)
-        self.fmaps = fmaps  # (N, C, h, w) patch features of the good images
-
-    def _scoring_module(self) -> KNNScoring: return KNNScoring(self).to(self.device)
-
-    def _loo_scores(self): return self.scorer.loo_scores()
-
-    @torch.inference_mode()
-    def _map_range(self, n: int = 16):
-        "Display range of heatmaps: from the median to the maximum of leave-one-out maps of up to `n` good images (the module's maps against their nearest other images)."
-        emb = self.scorer.train_emb[:n].to(self.device)
-        _, idx = self.scorer.nn.search(emb, min(self.k_map + 1, len(self.scorer.train_emb)))
-        maps = self.module.maps(self.fmaps[:n], idx[:, 1:])
-        return float(maps.median()), float(maps.max())
-
-    def _state(self): return dict(train_emb=self.scorer.train_emb, fmaps=self.fmaps.half(), map_range=torch.tensor(self.map_range))
-    def _load_state(self, st):
-        self._set_bank(st['train_emb'].float().to(self.device), st['fmaps'].float().to(self.device))
-        self.map_range = tuple(st['map_range'].tolist())

@@ -8,7 +8,8 @@ import os, sys, warnings
 from pathlib import Path
 import numpy as np, torch
 from .runtime import CACHE_FILE, Engine, Session, cached_session, model_id
-from .detector import Detector, Normalise, load_detector
+from .detector import Detector, Normalise
+from .saving import load_detector
 from .export import export_metadata, onnx_bytes
 
 # %% auto #0

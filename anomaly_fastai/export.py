@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 from torch import nn, Tensor
 from . import __version__
-from .detector import Detector, Normalise, load_detector
+from .detector import Detector, Normalise
+from .saving import load_detector
 
 # %% auto #0
 __all__ = ['FORMATS', 'OPSET', 'OUTPUTS', 'META_KEY', 'ExportedDetector', 'export_metadata', 'onnx_bytes', 'export_model',

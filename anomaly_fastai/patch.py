@@ -11,7 +11,9 @@ from torch import nn, Tensor
 from fastprogress.fastprogress import progress_bar
 from .backbones import Backbone, extract_features, feature_taps
 from .scoring import BankSearch, NearestNeighbours, float_buffer, greedy_coreset, store_buffer
-from .detector import Detector, KNNDetector, KNNScoring, gaussian_blur, register, resolve_backbone
+from .detector import Detector, gaussian_blur, register
+from .saving import resolve_backbone
+from .knn import KNNDetector, KNNScoring
 
 # %% auto #0
 __all__ = ['stride4_layer', 'upsampled_cat', 'anomaly_maps', 'FeatureMapDetector', 'locally_aware_patches', 'reweighted_score',

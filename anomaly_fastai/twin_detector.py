@@ -14,7 +14,8 @@ from .twin import twin_dls
 from .heads import CosineHead, FeatureDistill, FrozenBN, L2Softmax, MetricModel, get_head, metric_learner, fit_metric
 from .scoring import CosineKNN, Scorer, get_scorer
 from .metrics import MinMax
-from .detector import BACKBONE_SPECS, Detector, load_detector, register
+from .detector import Detector, register
+from .saving import BACKBONE_SPECS, load_detector
 
 # %% auto #0
 __all__ = ['head_gradient', 'ensemble_score', 'TwinMember', 'TwinScoring', 'TwinDetector', 'twin_features']

@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 from anomaly_fastai.backbones import _lite_state_dict
 from anomaly_fastai.data import Preprocess, image_size
-from anomaly_fastai.detector import _mask_at, eval_size
+from anomaly_fastai.evaluate import _mask_at
+from anomaly_fastai.runtime import eval_size
 from anomaly_fastai.metrics import ResultsTable, evaluate
 from common import bench_datasets, bench_parser, device_name, run_child
 

@@ -200,7 +200,8 @@ class Stages:
 def one_method(a, name: str, method: str) -> dict:
     import torch
     from anomaly_fastai.data import Preprocess
-    from anomaly_fastai.detector import all_methods, load_detector, save_detector
+    from anomaly_fastai.detector import all_methods
+    from anomaly_fastai.saving import load_detector, save_detector
     from anomaly_fastai import engine
     torch.set_num_threads(a.threads)
     tmp = Path(tempfile.mkdtemp(prefix=f'speed-{method}-'))

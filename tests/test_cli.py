@@ -185,5 +185,5 @@ def test_twin_features_under_patchcore(tmp_path):
     r = run('fit', '--method', 'knn', '--backbone', f'twin:{tmp_path/"twin"}', '--out', tmp_path/'m2', ok=False)
     assert r.returncode == 2 and 'does not exist' in r.stderr and 'Traceback' not in r.stderr
     # a script that imports only `load_detector` still loads a model of any method
-    code = f'from anomaly_fastai.detector import load_detector; print(load_detector({str(tmp_path/"pc")!r}).method)'
+    code = f'from anomaly_fastai.saving import load_detector; print(load_detector({str(tmp_path/"pc")!r}).method)'
     assert subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout.split()[-1] == 'patchcore'

@@ -121,7 +121,7 @@ def test_site_figures_are_drawn(site, browser, tmp_path):
 
 def test_report_in_a_browser(browser, tmp_path):
     "The report.html of the embedded sample opens offline with every picture decoded."
-    code = ('from anomaly_fastai.data import sample_dataset\nfrom anomaly_fastai.detector import KNNDetector\nfrom anomaly_fastai.evaluate import evaluate_detector\n'
+    code = ('from anomaly_fastai.data import sample_dataset\nfrom anomaly_fastai.knn import KNNDetector\nfrom anomaly_fastai.evaluate import evaluate_detector\n'
             'from anomaly_fastai.report import write_report\nimport sys\nds = sample_dataset()\n'
             'det = KNNDetector().fit(ds, progress=False)\nm, res = evaluate_detector(det, ds, progress=False)\n'
             'write_report(sys.argv[1], det, ds, m, res, n_gallery=8)\n')
