@@ -6,7 +6,7 @@
 from __future__ import annotations
 import argparse, functools, inspect, math, re, shutil, sys, textwrap, warnings
 from pathlib import Path
-from .runtime import GEOMETRIES, PREDICT_OUTPUTS, PartlyFailed, check_out, prepare_out  # torch-free, so --help answers at once
+from .runtime import GEOMETRIES, PREDICT_OUTPUTS, SCORE_BS, PartlyFailed, check_out, prepare_out  # torch-free, so --help answers at once
 
 # %% auto #0
 __all__ = ['OUTPUT_NAMES', 'COMMANDS', 'USER_ERRORS', 'options_of', 'build_parser', 'method_options', 'result_row', 'cmd_fit',
@@ -137,7 +137,7 @@ def _fit_command_args(p, command: str):
     "Every option of `fit` or `bench` but the methods' own."
     _data_args(p); _fit_args(p)
     _out_args(p, 'the model directory' if command == 'fit' else 'results.csv, results.md, heatmaps/<category>/')
-    p.add_argument('--bs', type=_number(int, 1), default=32, help='batch size (default 32)')
+    p.add_argument('--bs', type=_number(int, 1), default=32, help='batch size of fitting (default 32)' + ('' if command == 'fit' else f'; test images are scored in batches of {SCORE_BS}'))
     if command == 'fit':
         p.add_argument('--val', help='labelled validation data (same layouts as --data, with --category): set the threshold at the best TPR+TNR on its test images instead of --frr')
     else: p.add_argument('--heatmaps', type=_number(int, 0), default=5, help='heatmap PNGs per category (default 5)')
@@ -151,13 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser('test', help='evaluate a saved model on the test images: results table and heatmaps')
     p.add_argument('--model', required=True, help='model directory written by fit')
     _data_args(p); _out_args(p, 'results.csv, results.md, heatmaps/')
-    p.add_argument('--bs', type=_number(int, 1), default=32, help='batch size (default 32)')
+    p.add_argument('--bs', type=_number(int, 1), default=SCORE_BS, help=f'images per scoring batch (default {SCORE_BS})')
     p.add_argument('--heatmaps', type=_number(int, 0), default=20, help='heatmap PNGs to write, anomalous images first (default 20)')
     p = sub.add_parser('predict', help='score new images with a saved model: predictions.csv and heatmaps')
     p.add_argument('--model', required=True, help='model directory written by fit, or an .onnx file written by export (scored by anomaly_fastai.runtime)')
     p.add_argument('inputs', nargs='+', help='image files or folders of images')
     _out_args(p, 'predictions.csv, heatmaps/')
-    p.add_argument('--bs', type=_number(int, 1), default=32, help='batch size (default 32)')
+    p.add_argument('--bs', type=_number(int, 1), default=SCORE_BS, help=f'images per scoring batch (default {SCORE_BS})')
     p.add_argument('--no-heatmaps', action='store_true', help='write predictions.csv only')
     p.add_argument('--resume', action='store_true', help='continue an interrupted run with the same model: images already scored in predictions.csv are skipped, those that failed are tried again')
     p = sub.add_parser('bench', help='fit and test on one or more categories; one results table', methods=True)
@@ -331,7 +331,7 @@ def cmd_fit(args):
     with warnings.catch_warnings():
         if val is not None: warnings.simplefilter('ignore', ThresholdWarning)  # the threshold comes from --val
         det.fit(ds, bs=args.bs)
-    if val is not None: calibrate_threshold(det, val, bs=args.bs)
+    if val is not None: calibrate_threshold(det, val)
     save_detector(det, out, force=args.force)
     print(f'fitted {det.method} ({det.backbone_name}) in {det.fit_seconds:.1f} s; threshold {det.threshold:.4g} '
           f'({det.threshold_rule["text"]}); model: {out}')
@@ -377,7 +377,7 @@ def cmd_bench(args):
         det.fit(ds, bs=args.bs)
         eng = engine_for(det)
         print(eng.describe())
-        metrics, res = evaluate_detector(det, ds, bs=args.bs, engine=eng)
+        metrics, res = evaluate_detector(det, ds, engine=eng)
         table.add(result_row(det, ds, metrics)); report.add(det, ds, metrics, res)
         _write_table(table, out, show=False)  # each category's results are kept as soon as it is done
         files = save_heatmaps(det, ds, res, out/'heatmaps'/ds.name, n=args.heatmaps)

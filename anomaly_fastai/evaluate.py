@@ -11,7 +11,7 @@ import numpy as np, torch
 from fastprogress.fastprogress import progress_bar
 from PIL import Image
 from .data import AnomalyDataset, DataError, Sample, image_size, to_tensor, _open
-from .runtime import Engine, eval_size, output_name
+from .runtime import SCORE_BS, Engine, eval_size, output_name
 from .detector import Detector
 from .engine import engine_for
 from .metrics import best_threshold, evaluate, save_heatmap
@@ -21,7 +21,7 @@ __all__ = ['score_images', 'score_dataset', 'evaluate_detector', 'rates_at_thres
            'calibrate_threshold']
 
 # %% ../nbs/18_evaluate.ipynb #e3827da1
-def score_images(det: Detector, paths, bs: int = 32, max_side: Optional[int] = 1024, progress: bool = True, errors: str = 'raise',
+def score_images(det: Detector, paths, bs: int = SCORE_BS, max_side: Optional[int] = 1024, progress: bool = True, errors: str = 'raise',
                  engine: Engine | str = 'auto'):
     """Yield, per image file in `paths` (in batches of `bs`): `path`, `size` (w, h), `predict`'s fields with `map` over the whole image.
     With `errors='keep'` an image that cannot be read or scored yields `path` and `error` (one line), and the others go on.
@@ -43,7 +43,7 @@ def _mask_at(sample: Sample, size: tuple[int, int]) -> torch.Tensor:
     if m.size != size: m = m.resize(size, Image.BILINEAR)
     return torch.from_numpy(np.asarray(m) > 127)
 
-def score_dataset(det: Detector, ds: AnomalyDataset, bs: int = 32, progress: bool = True, max_side: Optional[int] = 1024,
+def score_dataset(det: Detector, ds: AnomalyDataset, bs: int = SCORE_BS, progress: bool = True, max_side: Optional[int] = 1024,
                   engine: Engine | str = 'auto') -> dict:
     "Scores, labels, anomaly maps and masks over each whole original image (lists), paths of every test image of `ds`, and images/s (the engine made before the clock starts)."
     if not ds.test: raise DataError(f'{ds.root}: expected test images to evaluate on, found none')
@@ -58,7 +58,7 @@ def score_dataset(det: Detector, ds: AnomalyDataset, bs: int = 32, progress: boo
                 paths=[str(s.path) for s in ds.test], defect_types=[s.defect_type for s in ds.test],
                 images_per_s=len(ds.test) / secs)
 
-def evaluate_detector(det: Detector, ds: AnomalyDataset, bs: int = 32, progress: bool = True, engine: Engine | str = 'auto') -> tuple[dict, dict]:
+def evaluate_detector(det: Detector, ds: AnomalyDataset, bs: int = SCORE_BS, progress: bool = True, engine: Engine | str = 'auto') -> tuple[dict, dict]:
     "Metrics (image AUROC, F1, and pixel AUROC / PRO over whole images when the method gives maps) and the raw per-image results."
     res = score_dataset(det, ds, bs, progress, engine=engine)
     has_masks = res['maps'] is not None and any(s.mask is not None for s in ds.test)
@@ -92,7 +92,7 @@ def save_heatmaps(det: Detector, ds: AnomalyDataset, res: dict, out_dir, n: Opti
     return files
 
 # %% ../nbs/18_evaluate.ipynb #906c0f6b
-def calibrate_threshold(det: Detector, ds: AnomalyDataset, bs: int = 32, progress: bool = True, engine: Engine | str = 'auto') -> dict:
+def calibrate_threshold(det: Detector, ds: AnomalyDataset, bs: int = SCORE_BS, progress: bool = True, engine: Engine | str = 'auto') -> dict:
     "Set `det.threshold` to the best TPR + TNR on the labelled test images of `ds` (a validation set); returns `det.calibration`."
     det._check_fitted()
     res = score_dataset(det, ds, bs, progress, engine=engine)
