@@ -10,7 +10,7 @@ from .runtime import GEOMETRIES, PREDICT_OUTPUTS, SCORE_BS, PartlyFailed, check_
 
 # %% auto #0
 __all__ = ['OUTPUT_NAMES', 'COMMANDS', 'USER_ERRORS', 'options_of', 'build_parser', 'method_options', 'result_row', 'cmd_fit',
-           'cmd_test', 'cmd_bench', 'cmd_export', 'cmd_predict', 'main']
+           'cmd_test', 'bench_category', 'cmd_bench', 'cmd_export', 'cmd_predict', 'main']
 
 # %% ../nbs/09_cli.ipynb #5888bbf8
 class _Parser(argparse.ArgumentParser):
@@ -140,7 +140,14 @@ def _fit_command_args(p, command: str):
     p.add_argument('--bs', type=_number(int, 1), default=32, help='batch size of fitting (default 32)' + ('' if command == 'fit' else f'; test images are scored in batches of {SCORE_BS}'))
     if command == 'fit':
         p.add_argument('--val', help='labelled validation data (same layouts as --data, with --category): set the threshold at the best TPR+TNR on its test images instead of --frr')
-    else: p.add_argument('--heatmaps', type=_number(int, 0), default=5, help='heatmap PNGs per category (default 5)')
+    else:
+        p.add_argument('--heatmaps', type=_number(int, 0), default=5, help='heatmap PNGs per category (default 5)')
+        _ray_args(p, 'fit the categories as Ray tasks in parallel')
+        p.add_argument('--cpus-per-fit', dest='cpus_per_fit', type=_number(float, 0, lo_open=True), default=1, help='with --engine ray: CPUs each fit declares (default 1)')
+
+def _ray_args(p, what: str):
+    p.add_argument('--engine', default='local', choices=('local', 'ray'), help=f'local: this process (default); ray: {what} (pip install "anomaly-fastai[ray]")')
+    p.add_argument('--address', help="with --engine ray: the Ray cluster to join ('auto': the one this machine belongs to); default: a local Ray instance for this run")
 
 def build_parser() -> argparse.ArgumentParser:
     "The `anomaly-fastai` argument parser (`fit` and `bench` add the methods' options when they parse: `_method_args`)."
@@ -155,11 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--heatmaps', type=_number(int, 0), default=20, help='heatmap PNGs to write, anomalous images first (default 20)')
     p = sub.add_parser('predict', help='score new images with a saved model: predictions.csv and heatmaps')
     p.add_argument('--model', required=True, help='model directory written by fit, or an .onnx file written by export (scored by anomaly_fastai.runtime)')
-    p.add_argument('inputs', nargs='+', help='image files or folders of images')
+    p.add_argument('inputs', nargs='+', help='image files, folders of images, or .txt/.csv files listing image paths')
     _out_args(p, 'predictions.csv, heatmaps/')
     p.add_argument('--bs', type=_number(int, 1), default=SCORE_BS, help=f'images per scoring batch (default {SCORE_BS})')
     p.add_argument('--no-heatmaps', action='store_true', help='write predictions.csv only')
     p.add_argument('--resume', action='store_true', help='continue an interrupted run with the same model: images already scored in predictions.csv are skipped, those that failed are tried again')
+    _ray_args(p, 'score on a pool of Ray actors, and write predictions.parquet too')
+    p.add_argument('--workers', type=_number(int, 1), help='with --engine ray: scoring actors of one CPU each (default: as many as the cluster has CPUs)')
     p = sub.add_parser('bench', help='fit and test on one or more categories; one results table', methods=True)
     _fit_command_args(p, 'bench')
     p = sub.add_parser('export', help='export a saved model to one ONNX or TorchScript file that scores exactly like the library')
@@ -358,32 +367,79 @@ def cmd_test(args):
     if files: print(f'{len(files)} heatmaps in {out/"heatmaps"}')
     print(f'report: {write_report(out, det, ds, metrics, res)}')
 
-def cmd_bench(args):
+def bench_category(args, ds, out: Path) -> dict:
+    """Fit --method on `ds`, test it and write its heatmaps below `out`: its results `row`, its `report` and the `lines` to print
+    (`bench` runs it in this process, or as a Ray task with --engine ray)."""
     from anomaly_fastai.evaluate import evaluate_detector, save_heatmaps
     from anomaly_fastai.engine import engine_for
+    from anomaly_fastai.report import Report
+    det = _make_detector(args)
+    det.fit(ds, bs=args.bs)
+    eng = engine_for(det)
+    metrics, res = evaluate_detector(det, ds, engine=eng)
+    files = save_heatmaps(det, ds, res, out/'heatmaps'/ds.name, n=args.heatmaps)
+    lines = [f'{ds.name}: fitted in {det.fit_seconds:.1f} s, tested ({eng.describe()})'] + ([f'{len(files)} heatmaps in {out/"heatmaps"/ds.name}'] if files else [])
+    return dict(row=result_row(det, ds, metrics), report=Report().add(det, ds, metrics, res), lines=lines)
+
+def _check_engine(args, *ray_only):
+    "Options that apply only with --engine ray are refused without it."
+    if args.engine != 'ray' and (given := [f'--{o.replace("_", "-")}' for o in ('address', *ray_only) if getattr(args, o) not in (None, 1)]):
+        raise ValueError(f'{", ".join(given)} applies only with --engine ray')
+
+def _one_line(e: BaseException) -> str:
+    msg = ' '.join(str(e).split()) or type(e).__name__
+    return msg if isinstance(e, USER_ERRORS) else f'{type(e).__name__}: {msg}'
+
+def _bench_data(args, cat):
+    "The dataset of category `cat` for bench, checked (its images, k against its training images)."
+    ds = _with_defects(args, _dataset(args.data, cat, need_test=True))
+    _check_k(args, ds)
+    return ds
+
+def cmd_bench(args):
     from anomaly_fastai.metrics import ResultsTable
     from anomaly_fastai.report import Report
-    _check_out(args)
+    _check_out(args); _check_engine(args, 'cpus_per_fit')
     cats = [c.strip() for c in args.category.split(',')] if args.category else [None]
     if '' in cats: raise ValueError(f'--category {args.category!r}: expected comma-separated category names, found an empty one')
     if len(set(cats)) < len(cats): raise ValueError(f'--category {args.category!r}: expected each category once, found one twice')
-    dss = [_with_defects(args, _dataset(args.data, cat, need_test=True)) for cat in cats]  # every category is checked before the first fit
-    for ds in dss: _check_k(args, ds)
-    det = _make_detector(args)
-    out, table, report = _prepare_out(args), ResultsTable(), Report()
-    for i, ds in enumerate(dss):
-        print(ds.summary())
-        det = det if i == 0 else _make_detector(args)
-        det.fit(ds, bs=args.bs)
-        eng = engine_for(det)
-        print(eng.describe())
-        metrics, res = evaluate_detector(det, ds, engine=eng)
-        table.add(result_row(det, ds, metrics)); report.add(det, ds, metrics, res)
-        _write_table(table, out, show=False)  # each category's results are kept as soon as it is done
-        files = save_heatmaps(det, ds, res, out/'heatmaps'/ds.name, n=args.heatmaps)
-        if files: print(f'{len(files)} heatmaps in {out/"heatmaps"/ds.name}')
-    _write_table(table, out)
-    print(f'report: {report.write(out)}')
+    _make_detector(args)  # the options, checked before the first fit
+    dss, rows, order = [], {}, []  # order: the table's rows, as --category names them
+    for cat in cats:  # every category is checked before the first fit; with several, one that fails is reported, the others go on
+        try: dss.append(_bench_data(args, cat)); order.append(dss[-1].name)
+        except (ValueError, OSError) as e:  # DataError is a ValueError
+            if len(cats) == 1 or args.debug: raise
+            print(f'anomaly-fastai bench: {cat}: error: {_one_line(e)}', file=sys.stderr)
+            rows[cat] = dict(category=cat, method=args.method, backbone=args.backbone, error=_one_line(e)); order.append(cat)
+    out, reports = _prepare_out(args), {}
+    if args.engine == 'ray' and dss:
+        from anomaly_fastai.distributed import run_tasks
+        for ds in dss: print(ds.summary())
+        runs = ((dss[i], r, e) for i, r, e in run_tasks(bench_category, [(args, ds, out) for ds in dss], args.address, num_cpus=args.cpus_per_fit))
+    else:
+        def runs_here():
+            for ds in dss:
+                print(ds.summary())
+                try: yield ds, bench_category(args, ds, out), None
+                except Exception as e:
+                    if args.debug: raise
+                    yield ds, None, e
+        runs = runs_here()
+    write = lambda show: _write_table(ResultsTable([rows[k] for k in order if k in rows]), out, show)
+    for ds, r, e in runs:  # a failing category is reported; the others go on
+        if e is None: print('\n'.join(r['lines'])); rows[ds.name], reports[ds.name] = r['row'], r['report']
+        else:
+            print(f'anomaly-fastai bench: {ds.name}: error: {_one_line(e)}', file=sys.stderr)
+            rows[ds.name] = dict(category=ds.name, method=args.method, backbone=args.backbone, error=_one_line(e))
+        write(show=False)  # each category's results are kept as soon as it is done
+    write(show=True)
+    report = Report()
+    for d in dss:
+        if d.name in reports: report.merge(reports[d.name])
+    if report.sections: print(f'report: {report.write(out)}')
+    if failed := [r['category'] for r in rows.values() if 'error' in r]:
+        raise PartlyFailed(f'{len(failed)} of {len(cats)} categories failed ({", ".join(failed)}; see the error column of {out/"results.csv"}); '
+                           'the others were fitted and tested')
 
 def cmd_export(args):
     from anomaly_fastai.export import export_cli
@@ -393,18 +449,16 @@ def cmd_export(args):
 # %% ../nbs/09_cli.ipynb #973ca6cf
 def cmd_predict(args):
     "Score image files with a model folder or an exported .onnx file: the one writer of `anomaly_fastai.runtime`, fed by the fastest engine."
-    from anomaly_fastai.runtime import cached_session, load, predict_files
+    from anomaly_fastai.distributed import open_model, predict_ray
+    from anomaly_fastai.runtime import predict_files
+    _check_engine(args, 'workers')
     check_out(args.out, args.force or args.resume, '' if args.resume else ', or --resume to continue it')  # before any model is read
-    model = Path(args.model)
-    if model.suffix.lower() == '.onnx' and not model.is_dir(): eng = load(model)
-    else:
-        eng = cached_session(model)  # the folder's cached export, still this model's: no torch at all
-        if eng is None:
-            from anomaly_fastai.engine import load_engine
-            _methods()
-            eng = load_engine(model)
+    eng = open_model(args.model)  # an .onnx file, or a folder's cached export while it is current: no torch at all
     print(eng.describe())
-    predict_files(eng, args.inputs, args.out, args.force, args.bs, not args.no_heatmaps, args.resume)
+    if args.engine == 'ray':
+        predict_ray(eng, args.inputs, args.out, args.force, args.bs, not args.no_heatmaps, args.resume, address=args.address, workers=args.workers)
+    else: predict_files(eng, args.inputs, args.out, args.force, args.bs, not args.no_heatmaps, args.resume)
+
 
 # %% ../nbs/09_cli.ipynb #e8fd55ad
 COMMANDS = dict(fit=cmd_fit, test=cmd_test, predict=cmd_predict, bench=cmd_bench, export=cmd_export)

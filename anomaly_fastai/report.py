@@ -102,6 +102,11 @@ class Report:
         self.sections.append('\n'.join(parts))
         return self
 
+    def merge(self, other: Report) -> Report:
+        "Add the sections of `other`, a report of runs made elsewhere (a Ray task of `bench --engine ray`), after this one's."
+        self.sections += other.sections; self.rows += other.rows
+        return self
+
     def _confusion(self, cm: dict) -> str:
         "The confusion counts at the saved threshold, with the rates a line sees."
         rate = lambda a, b: f'{a / (a + b):.1%}' if a + b else 'n/a'

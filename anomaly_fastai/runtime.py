@@ -12,10 +12,11 @@ from PIL import Image, UnidentifiedImageError
 
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'GEOMETRIES', 'MIN_SIDE', 'MAX_PIXELS', 'META_KEY', 'SCORE_BS', 'CACHE_FILE', 'SKIP_FOLDERS',
-           'PREDICT_COLUMNS', 'RUN_FILE', 'PREDICT_OUTPUTS', 'BLOCKED', 'BLOCKING_PRELUDE', 'ImageError', 'ModelError',
-           'open_image', 'resize_bilinear', 'Geometry', 'eval_size', 'file_sha256', 'Engine', 'Session', 'load',
-           'model_id', 'cached_session', 'input_images', 'save_heatmap', 'output_name', 'PartlyFailed', 'run_summary',
-           'build_parser', 'check_out', 'prepare_out', 'predict_files', 'main']
+           'LIST_EXTS', 'PREDICT_COLUMNS', 'RUN_FILE', 'PARQUET_FILE', 'PREDICT_OUTPUTS', 'BLOCKED', 'BLOCKING_PRELUDE',
+           'ImageError', 'ModelError', 'open_image', 'resize_bilinear', 'Geometry', 'eval_size', 'file_sha256',
+           'Engine', 'Session', 'load', 'model_id', 'cached_session', 'listed_paths', 'input_images', 'save_heatmap',
+           'output_name', 'PartlyFailed', 'run_summary', 'build_parser', 'check_out', 'prepare_out', 'scored_rows',
+           'predict_files', 'main']
 
 # %% ../nbs/13_runtime.ipynb #5df2e767
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
@@ -302,6 +303,18 @@ def _skipped(rel: Path) -> bool:
     "Whether a file at `rel` below a given folder is left out: in a mask or hidden folder, or hidden itself."
     return rel.name.startswith('.') or any(d in SKIP_FOLDERS or d.startswith('.') for d in rel.parts[:-1])
 
+LIST_EXTS = ('.txt', '.csv')  # an input file with one of these suffixes lists image paths
+
+def listed_paths(f: Path) -> list[Path]:
+    "The image paths listed in `f`: a .txt file's lines (blank lines and # comments skipped), a .csv file's `path` column or first column."
+    with open(f, newline='', encoding='utf-8-sig') as fh:
+        if f.suffix.lower() == '.csv':
+            rows = list(csv.reader(fh))
+            col = rows[0].index('path') if rows and 'path' in rows[0] else 0
+            names = [r[col] for r in rows[1 if rows and 'path' in rows[0] else 0:] if len(r) > col and r[col].strip()]
+        else: names = [l.strip() for l in fh if l.strip() and not l.lstrip().startswith('#')]
+    return [f.parent/n for n in names]   # an absolute name stays itself
+
 def input_images(inputs, out=None) -> tuple[list[Path], int]:
     "Image files named by `inputs` (files, or folders searched recursively), and how many files in those folders were skipped."
     out = Path(out).resolve() if out is not None else None
@@ -314,6 +327,8 @@ def input_images(inputs, out=None) -> tuple[list[Path], int]:
                 if p.suffix.lower() not in IMAGE_EXTS or not p.is_file(): continue
                 if _skipped(p.relative_to(i)) or (out is not None and p.resolve().is_relative_to(out)): skipped += 1
                 else: add(p)
+        elif i.is_file() and i.suffix.lower() in LIST_EXTS:
+            for p in listed_paths(i): add(p)   # a listed file that cannot be read gets its error row, as a named one
         elif i.is_file(): add(i)  # named explicitly: always scored
         else: raise ImageError(f'{i}: expected an image file or a folder of images, but it does not exist')
     if not files: raise ImageError(f'{", ".join(map(str, inputs))}: expected images ({", ".join(IMAGE_EXTS)}), found none'
@@ -348,7 +363,8 @@ def output_name(path, root) -> Path:
 # %% ../nbs/13_runtime.ipynb #985790ee
 PREDICT_COLUMNS = ('path', 'score', 'norm_score', 'label', 'nearest_good', 'heatmap', 'error')
 RUN_FILE = 'predict.json'  # the model and the heatmaps' root folder of a predict run, for --resume
-PREDICT_OUTPUTS = ('predictions.csv', 'heatmaps', 'report.html', RUN_FILE)  # what a predict run writes: --force removes these only
+PARQUET_FILE = 'predictions.parquet'  # the rows of a run on Ray, also as Parquet (`anomaly_fastai.distributed`)
+PREDICT_OUTPUTS = ('predictions.csv', PARQUET_FILE, 'heatmaps', 'report.html', RUN_FILE)  # what a predict run writes: --force removes these only
 
 class PartlyFailed(ValueError):
     "Some images could not be scored, the others were (every row is written): exit status 1."
@@ -367,7 +383,7 @@ def _batch_size(s: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog='anomaly-fastai-run', description='Score images with an exported .onnx model (numpy, Pillow, onnxruntime only).')
     ap.add_argument('--model', required=True, help='.onnx file written by `anomaly-fastai export`')
-    ap.add_argument('inputs', nargs='+', help='image files or folders of images')
+    ap.add_argument('inputs', nargs='+', help='image files, folders of images, or .txt/.csv files listing image paths')
     ap.add_argument('--out', required=True, help='output directory (predictions.csv, heatmaps/)')
     ap.add_argument('--force', action='store_true', help="replace a previous run's outputs in --out (other files are kept)")
     ap.add_argument('--resume', action='store_true', help='continue an interrupted run with the same model: images already scored are skipped, those that failed are tried again')
@@ -406,10 +422,36 @@ def _resumed(out: Path, model: Engine) -> tuple[str, list[dict]]:
             raise ValueError(f'{csv_path}: expected the columns {",".join(PREDICT_COLUMNS)} of a predictions.csv to resume, found {",".join(reader.fieldnames or [])}')
         return run['root'], [r for r in reader if r.get('path') and not r.get('error')]
 
-def predict_files(model: Engine, inputs, out, force: bool = False, bs: int = SCORE_BS, heatmaps: bool = True, resume: bool = False) -> Path:
+def scored_rows(model: Engine, paths, out, root, bs: int = SCORE_BS, heatmaps: bool = True):
+    """predict's rows for the image files `paths` (dicts of `PREDICT_COLUMNS`, as written), each heatmap written below
+    `out`/heatmaps/ where its image lies below `root`: what a local run does, and each Ray worker with its share."""
+    lo, hi = model.map_range or (None, None)
+    for r in model.iter_predict(paths, bs=bs, maps=heatmaps, errors='keep'):
+        row = dict.fromkeys(PREDICT_COLUMNS, '') | dict(path=str(r['path']))
+        if 'error' in r: row['error'] = r['error']
+        else:
+            if r['map'] is not None:
+                row['heatmap'] = f'heatmaps/{output_name(r["path"], root).as_posix()}'
+                save_heatmap(Path(out)/row['heatmap'], r['path'], r['map'], lo, hi)
+            row.update(score=f'{r["score"]:.6g}', norm_score=f'{r["norm_score"]:.6g}', label=r['label'], nearest_good=r['nearest'] or '')
+        yield row
+
+def _in_input_order(csv_path: Path, files: list[Path]):
+    "Rewrite `csv_path` with its rows in the order of `files` when they are not (rows come as workers finish, and after a resume)."
+    rank = {str(p): i for i, p in enumerate(files)}
+    with open(csv_path, newline='', encoding='utf-8') as f: head, *rows = list(csv.reader(f))
+    ordered = sorted(rows, key=lambda r: rank.get(r[0], len(rank)))  # stable: a row of no listed input keeps its place at the end
+    if ordered == rows: return
+    tmp = csv_path.with_name('.predictions.csv.tmp')
+    with open(tmp, 'w', newline='', encoding='utf-8') as f: csv.writer(f).writerows([head, *ordered])
+    os.replace(tmp, csv_path)
+
+def predict_files(model: Engine, inputs, out, force: bool = False, bs: int = SCORE_BS, heatmaps: bool = True, resume: bool = False,
+                  scorer=scored_rows) -> Path:
     """Score the images `inputs` (files or folders) with the engine `model`: `out`/predictions.csv (`PREDICT_COLUMNS`) and heatmaps;
     returns the CSV's path. `resume` continues an interrupted run of the same model. Unreadable images get a row with their
-    `error`; then `PartlyFailed` is raised. The one predict writer, whatever engine scores."""
+    `error`; then `PartlyFailed` is raised. The one predict writer, whatever engine scores; `scorer(model, paths, out, root, bs,
+    heatmaps)` yields the rows, in any order (`scored_rows` in this process; `anomaly_fastai.distributed` on a Ray cluster)."""
     bs = _check_bs(bs)
     if resume and force: raise ValueError('--resume and --force: expected one of them (--resume continues a run, --force replaces it), found both')
     out = Path(out)
@@ -433,26 +475,23 @@ def predict_files(model: Engine, inputs, out, force: bool = False, bs: int = SCO
     with open(tmp, 'w', newline='') as f:
         w = csv.writer(f); w.writerow(PREDICT_COLUMNS); w.writerows([r[c] for c in PREDICT_COLUMNS] for r in kept)
     os.replace(tmp, csv_path)
-    lo, hi = model.map_range or (None, None)
-    n_anom = n_err = 0
-    tty = sys.stderr.isatty()
+    n = n_anom = n_err = 0
+    tty, wanted = sys.stderr.isatty(), {str(p): str(p.resolve()) for p in todo}
     with open(csv_path, 'a', newline='') as f:
         w = csv.writer(f)
-        for j, r in enumerate(model.iter_predict(todo, bs=bs, maps=heatmaps, errors='keep'), 1):
-            if 'error' in r:
+        for r in scorer(model, todo, out, root, bs, heatmaps):
+            if (key := wanted.get(r['path'])) is None or key in done: continue  # delivered twice (a retried worker): written once
+            done.add(key); n += 1
+            if r['error']:
                 n_err += 1
                 print(f'anomaly-fastai predict: skipped {r["error"]}', file=sys.stderr)
-                w.writerow([str(r['path']), '', '', '', '', '', r['error']])
-            else:
-                heatmap = ''
-                if r['map'] is not None:
-                    heatmap = f'heatmaps/{output_name(r["path"], root).as_posix()}'
-                    save_heatmap(out/heatmap, r['path'], r['map'], lo, hi)
-                w.writerow([str(r['path']), f'{r["score"]:.6g}', f'{r["norm_score"]:.6g}', r['label'], r['nearest'] or '', heatmap, ''])
-                n_anom += r['anomalous']
-            if j % bs == 0 or j == len(todo):
+            n_anom += r['label'] == 'anomaly'
+            w.writerow([r[c] for c in PREDICT_COLUMNS])
+            if n % bs == 0 or n == len(todo):
                 f.flush()  # an interrupted run keeps every row scored so far
-                if tty: print(f'scored {j}/{len(todo)}', file=sys.stderr, flush=True)
+                if tty: print(f'scored {n}/{len(todo)}', file=sys.stderr, flush=True)
+    _in_input_order(csv_path, files)
+    if n < len(todo): raise RuntimeError(f'{len(todo) - n} of {len(todo)} images got no row in {csv_path}; run again with --resume to score them')
     run_summary(len(todo), n_err, n_anom, model.threshold, csv_path)
     return csv_path
 

@@ -1,0 +1,108 @@
+"""Scoring on Ray against plain `predict`, on this machine (issue 32).
+
+    .venv/bin/python bench/scale.py                                   # knn, 5000 images; patchcore, 1000 (a quiet machine: ~30 min)
+    .venv/bin/python bench/scale.py --methods knn --n-images 500      # a quick look
+
+Per method (fitted with its defaults on bottle's good images, exported to .onnx; the runs score that file):
+- the images: the shared test and training sets (bottle and Magnetic Tile), hard-linked under new names up to `--n-images`;
+- `anomaly-fastai predict --no-heatmaps` as a whole process (start-up included): local (this process, ONNX Runtime, 2 threads),
+  `--engine ray --workers 1` and `--workers 2` on a local Ray instance of 2 CPUs started by the command (Ray's start and stop
+  included), and `--engine ray --address` on a cluster of two Ray nodes of one CPU each on this machine
+  (`ray.cluster_utils.Cluster`, started before the timing); wall seconds, images/s, and whether predictions.csv equals the local
+  run's byte for byte;
+- Ray's fixed cost: `--engine ray --workers 1` on 8 images;
+- a run on 2 workers with one scoring actor killed (SIGKILL) once a chunk is written: rows, distinct paths, equal to local.
+"""
+import argparse, csv, os, signal, subprocess, sys, tempfile, threading, time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from speed import cli_path, commit
+
+def images(data: Path, n: int, folder: Path) -> Path:
+    "`n` image files in `folder`: the shared sets' images, repeated under new names (hard links)."
+    src = sorted(p for d in (data/'mvtec_ad'/'bottle', data/'magnetic_tile') for p in d.rglob('*')
+                 if p.suffix.lower() in ('.png', '.jpg') and 'ground_truth' not in p.parts and not p.stem.endswith('_mask'))
+    folder.mkdir(parents=True)
+    for k in range(n): os.link(src[k % len(src)], folder/f'{k:05d}{src[k % len(src)].suffix}')
+    return folder
+
+def timed(cmd) -> float:
+    t = time.perf_counter()
+    r = subprocess.run(list(map(str, cmd)), capture_output=True, text=True)
+    if r.returncode: raise RuntimeError(f'{" ".join(map(str, cmd))}: exit {r.returncode}: {r.stderr[-2000:]}')
+    return time.perf_counter() - t
+
+def killed_run(model: Path, folder: Path, out: Path, chunk: int = 64) -> dict:
+    "predict_ray on 2 workers with one actor killed once a chunk is written."
+    import ray
+    from anomaly_fastai.distributed import predict_ray, scorer_pids
+    killed = {}
+    def kill_one():
+        while not killed and not (out/'.done').exists():
+            n = sum(1 for _ in open(out/'predictions.csv')) - 1 if (out/'predictions.csv').is_file() else 0
+            if (pids := scorer_pids()) and n >= chunk:
+                os.kill(pids[0], signal.SIGKILL); killed.update(pid=pids[0], rows_then=n)
+            time.sleep(0.05)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level='ERROR')
+    try:
+        t = threading.Thread(target=kill_one); t.start()
+        start = time.perf_counter()
+        predict_ray(model, [folder], out, heatmaps=False, chunk=chunk)
+        wall = time.perf_counter() - start
+        (out/'.done').touch(); t.join()
+    finally: ray.shutdown()
+    rows = list(csv.DictReader(open(out/'predictions.csv')))
+    return dict(wall=wall, rows=len(rows), distinct=len({r['path'] for r in rows}), **killed)
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--data', default='../shared/data')
+    ap.add_argument('--methods', default='knn:5000,patchcore:1000', help='method:images, comma-separated')
+    ap.add_argument('--n-images', type=int, help='images for every method (overrides the counts of --methods)')
+    ap.add_argument('--out', default='bench/results/scale')
+    a = ap.parse_args()
+    from ray.cluster_utils import Cluster
+    exe, data, rows = cli_path(), Path(a.data), []
+    tmp = Path(tempfile.mkdtemp(prefix='scale-'))
+    for spec in a.methods.split(','):
+        method, n = spec.split(':')[0], a.n_images or int(spec.split(':')[1])
+        d = tmp/method
+        timed([exe, 'fit', '--method', method, '--data', data/'mvtec_ad', '--category', 'bottle', '--out', d/'model'])
+        timed([exe, 'export', '--model', d/'model', '--out', d/'model.onnx'])
+        folder = images(data, n, d/'images')
+        few = images(data, 8, d/'few')
+        predict = [exe, 'predict', '--model', d/'model.onnx', '--no-heatmaps']
+        ref = None
+        def add(run, workers, nodes, wall, out, n_img=n):
+            nonlocal ref
+            text = (out/'predictions.csv').read_text()
+            ref = ref if ref is not None else text
+            rows.append(dict(method=method, images=n_img, run=run, workers=workers, nodes=nodes, wall_s=round(wall, 1),
+                             img_s=round(n_img / wall, 1), same_csv_as_local=text == ref if n_img == n else ''))
+            print(rows[-1], flush=True)
+        add('predict (local)', '', 1, timed([*predict, '--out', d/'local', folder]), d/'local')
+        for w in (1, 2):
+            add(f'predict --engine ray --workers {w}', w, 1, timed([*predict, '--engine', 'ray', '--workers', w, '--out', d/f'ray{w}', folder]), d/f'ray{w}')
+        cluster = Cluster(initialize_head=True, head_node_args=dict(num_cpus=1, include_dashboard=False))
+        try:
+            cluster.add_node(num_cpus=1); cluster.wait_for_nodes()
+            add('predict --engine ray --address (2 nodes)', 2, 2, timed([*predict, '--engine', 'ray', '--address', cluster.address, '--out', d/'nodes', folder]), d/'nodes')
+        finally: cluster.shutdown()
+        add('Ray fixed cost: --workers 1 on 8 images', 1, 1, timed([*predict, '--engine', 'ray', '--workers', 1, '--out', d/'few_out', few]), d/'few_out', 8)
+        k = killed_run(d/'model.onnx', folder, d/'killed')
+        rows.append(dict(method=method, images=n, run=f'2 workers, one actor killed at {k.get("rows_then", "-")} rows', workers=2, nodes=1,
+                         wall_s=round(k['wall'], 1), img_s=round(n / k['wall'], 1),
+                         same_csv_as_local=(d/'killed'/'predictions.csv').read_text() == ref, rows=k['rows'], distinct_paths=k['distinct']))
+        print(rows[-1], flush=True)
+    import pandas as pd
+    df = pd.DataFrame(rows)
+    df.to_csv(a.out + '.csv', index=False)
+    head = (f'# Scoring on Ray\n\n`python bench/scale.py {" ".join(sys.argv[1:])}` at commit `{commit()}`, {time.strftime("%Y-%m-%d")}, '
+            f'{os.cpu_count()} CPUs. Whole processes, `--no-heatmaps`, the exported .onnx of each method fitted on bottle; '
+            'images: the shared sets repeated under new names.\n\n')
+    Path(a.out + '.md').write_text(head + df.to_markdown(index=False) + '\n')
+    print(Path(a.out + '.md').read_text())
+
+if __name__ == '__main__': main()
