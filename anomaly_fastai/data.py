@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #8dcb3457
 from __future__ import annotations
-import csv, importlib.resources
+import csv, importlib.resources, os
 from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
 from typing import Optional
@@ -18,9 +18,9 @@ from .runtime import (GEOMETRIES, IMAGE_EXTS, MAX_PIXELS, MIN_SIDE, Geometry, Im
 
 # %% auto #0
 __all__ = ['SPLIT_COLUMNS', 'DataError', 'Sample', 'AnomalyDataset', 'mvtec_dataset', 'sample_path', 'sample_dataset',
-           'folder_dataset', 'csv_dataset', 'load_dataset', 'image_size', 'check_image', 'Preprocess', 'to_tensor',
-           'check_dataset', 'with_defects', 'unseen_types', 'replay_defects', 'split_good', 'check_holdout',
-           'hold_out_good', 'train_dls', 'test_dl']
+           'folder_dataset', 'csv_dataset', 'load_dataset', 'paths_dataset', 'dataframe_dataset', 'image_size',
+           'check_image', 'to_image', 'image_items', 'Preprocess', 'to_tensor', 'check_dataset', 'with_defects',
+           'unseen_types', 'replay_defects', 'split_good', 'check_holdout', 'hold_out_good', 'train_dls', 'test_dl']
 
 # %% ../nbs/00_data.ipynb #65ac94f7
 class DataError(ValueError):
@@ -134,6 +134,31 @@ def folder_dataset(root, test_every: int = 5, good: str = 'good', masks: str = '
 # %% ../nbs/00_data.ipynb #d59678a0
 SPLIT_COLUMNS = ('split', 'label', 'defect_type', 'image', 'mask')
 
+def _cell(v) -> str:
+    "A table cell as text: None and NaN (a missing value) empty, whole numbers without decimals (a DataFrame's label 0.0 is '0')."
+    if v is None or (isinstance(v, float) and v != v): return ''
+    if isinstance(v, (float, np.floating)) and float(v).is_integer(): return str(int(v))
+    return str(v).strip()
+
+def _split_samples(rows, base: Path) -> tuple[list, list]:
+    "Training and test samples of `rows`, pairs (where, {column of `SPLIT_COLUMNS`: value}) with paths relative to `base`; an error names its `where`."
+    train, test = [], []
+    for where, r in rows:
+        split, label, dtype, image, mask = (_cell(r.get(c)) for c in SPLIT_COLUMNS)
+        if split not in ('train', 'test'): raise DataError(f'{where}: split must be "train" or "test", found {split!r}')
+        if label not in ('0', '1'): raise DataError(f'{where}: label must be 0 (good) or 1 (anomalous), found {label!r}')
+        if not image: raise DataError(f'{where}: expected an image path, found an empty value')
+        img = base/image
+        if not img.is_file(): raise DataError(f'{where}: image {img} does not exist')
+        m = base/mask if mask else None
+        if m is not None and not m.is_file(): raise DataError(f'{where}: mask {m} does not exist')
+        s = Sample(img, int(label), dtype or ('good' if label == '0' else 'defect'), m if label == '1' else None)
+        if split == 'train':
+            if s.label: raise DataError(f'{where}: training images must be good (label 0), found label 1')
+            train.append(s)
+        else: test.append(s)
+    return train, test
+
 def csv_dataset(csv_path, name: Optional[str] = None) -> AnomalyDataset:
     "Read a split CSV with columns split,label,defect_type,image,mask (paths relative to the CSV's folder)."
     csv_path = Path(csv_path).expanduser()
@@ -152,27 +177,13 @@ def csv_dataset(csv_path, name: Optional[str] = None) -> AnomalyDataset:
     if missing := [c for c in need if c not in cols]:
         raise DataError(f'{csv_path}: expected columns {",".join(SPLIT_COLUMNS)} (mask optional); missing {", ".join(missing)}, found {",".join(cols)}')
     if not rows: raise DataError(f'{csv_path}: has a header line but no rows; expected one row per image')
-    base, train, test = csv_path.parent, [], []
     for i, r, extra in rows:
         where = f'{csv_path} line {i}'
         if extra: raise DataError(f'{where}: expected {len(cols)} comma-separated values ({",".join(cols)}), found {len(cols) + len(extra)}')
         if any(r.get(c) is None for c in need): raise DataError(f'{where}: expected {len(cols)} comma-separated values ({",".join(cols)}), found fewer')
-        split, label, dtype, image = (r[c].strip() for c in need)
-        if split not in ('train', 'test'): raise DataError(f'{where}: split must be "train" or "test", found {split!r}')
-        if label not in ('0', '1'): raise DataError(f'{where}: label must be 0 (good) or 1 (anomalous), found {label!r}')
-        if not image: raise DataError(f'{where}: expected an image path, found an empty value')
-        img = base/image
-        if not img.is_file(): raise DataError(f'{where}: image {img} does not exist')
-        mask = (r.get('mask') or '').strip()
-        m = base/mask if mask else None
-        if m is not None and not m.is_file(): raise DataError(f'{where}: mask {m} does not exist')
-        s = Sample(img, int(label), dtype or ('good' if label == '0' else 'defect'), m if label == '1' else None)
-        if split == 'train':
-            if s.label: raise DataError(f'{where}: training images must be good (label 0), found label 1')
-            train.append(s)
-        else: test.append(s)
+    train, test = _split_samples([(f'{csv_path} line {i}', r) for i, r, _ in rows], csv_path.parent)
     if not train: raise DataError(f'{csv_path}: expected training rows (split=train), found none')
-    return AnomalyDataset(name or base.name, base, train, test)
+    return AnomalyDataset(name or csv_path.parent.name, csv_path.parent, train, test)
 
 # %% ../nbs/00_data.ipynb #cf255e2d
 def load_dataset(path=None, category: Optional[str] = None) -> AnomalyDataset:
@@ -190,10 +201,45 @@ def load_dataset(path=None, category: Optional[str] = None) -> AnomalyDataset:
     if (p/'good').is_dir(): return folder_dataset(p)
     raise DataError(f'{p}: expected {kinds}; found none of these')
 
+# %% ../nbs/00_data.ipynb #cbda7234
+def _common_root(paths) -> Path:
+    "The deepest folder holding every file of `paths`."
+    return Path(os.path.commonpath([str(Path(p).resolve().parent) for p in paths]))
+
+def paths_dataset(good_paths, test_paths=None, labels=None, masks=None, name: str = 'images') -> AnomalyDataset:
+    "Train on the image files `good_paths`; test on `test_paths` with `labels` (0 good, 1 anomalous) and optional `masks` (a path or None each)."
+    listed = lambda v: [v] if isinstance(v, (str, Path)) else list(v)  # one path is a list of one, never its characters
+    good, test = listed(good_paths), listed(test_paths or [])
+    if labels is None and test: raise ValueError(f'labels: expected one label (0 good, 1 anomalous) per test path ({len(test)}), got None')
+    labels, masks = list(labels if labels is not None else []), list(masks) if masks is not None else [None] * len(test)
+    for arg, v in (('labels', labels), ('masks', masks)):
+        if len(v) != len(test): raise ValueError(f'{arg}: expected one per test path ({len(test)}), got {len(v)}')
+    if not good: raise DataError('good_paths: expected image files of good parts to train on, got none')
+    rows = [(f'good_paths[{i}]', dict(split='train', label=0, image=p)) for i, p in enumerate(good)]
+    rows += [(f'test_paths[{i}]', dict(split='test', label=l, image=p, mask=m)) for i, (p, l, m) in enumerate(zip(test, labels, masks))]
+    train, tst = _split_samples(rows, Path())
+    return AnomalyDataset(name, _common_root(good + test), train, tst)
+
+def dataframe_dataset(df, path_col: str = 'image', label_col: str = 'label', split_col: str = 'split', mask_col: str = 'mask',
+                      defect_col: str = 'defect_type', root='.', name: str = 'dataframe') -> AnomalyDataset:
+    "Read a DataFrame with the split CSV's columns (named by `*_col`; mask and defect type optional), paths relative to `root`."
+    cols = dict(split=split_col, label=label_col, defect_type=defect_col, image=path_col, mask=mask_col)
+    args = dict(split='split_col', label='label_col', image='path_col')  # the columns every row needs
+    if missing := [f'{cols[k]!r} ({a})' for k, a in args.items() if cols[k] not in df.columns]:
+        raise DataError(f'df: missing column {", ".join(missing)}; found {", ".join(map(str, df.columns))}')
+    rows = [(f'df row {idx}', {k: r.get(v) for k, v in cols.items()}) for idx, r in zip(df.index, df.to_dict('records'))]
+    if not rows: raise DataError('df: expected one row per image, found no rows')
+    train, test = _split_samples(rows, Path(root).expanduser())
+    if not train: raise DataError(f'df: expected training rows ({split_col} == "train"), found none')
+    return AnomalyDataset(name, Path(root).expanduser().resolve(), train, test)
+
 # %% ../nbs/00_data.ipynb #2ddfb9de
 def _open(path, mode: str, min_side: int = MIN_SIDE) -> Image.Image:
-    "The image `path` in PIL `mode`: a file (checked: readable, size, bit depth), or an item that reads itself (`read_image(mode)`, e.g. a tile)."
+    "The image `path` in PIL `mode`: a file (checked: readable, size, bit depth), a PIL image (checked: size), or an item that reads itself (`read_image(mode)`, e.g. a tile)."
     if hasattr(path, 'read_image'): return path.read_image(mode)
+    if isinstance(path, Image.Image):
+        _check_size(path.size, 'image', min_side)
+        return _to_8bit(path).convert(mode)
     try:
         with _read(path) as im:
             _check_size(im.size, path, min_side)
@@ -202,8 +248,8 @@ def _open(path, mode: str, min_side: int = MIN_SIDE) -> Image.Image:
         raise DataError(f'{path}: expected a readable image file (png/jpg/bmp/tif): {e}') from None
 
 def image_size(path) -> tuple[int, int]:
-    "(width, height) of the image at `path`, from its header (or the `size` of an item that reads itself)."
-    if hasattr(path, 'read_image'): return path.size
+    "(width, height) of the image at `path`, from its header (or the `size` of a PIL image or of an item that reads itself)."
+    if hasattr(path, 'read_image') or isinstance(path, Image.Image): return path.size
     try:
         with _read(path) as im: return im.size
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
@@ -212,6 +258,27 @@ def image_size(path) -> tuple[int, int]:
 def check_image(path, min_side: int = MIN_SIDE) -> tuple[int, int]:
     "(width, height) of the image at `path` from its header, which must be readable, at least `min_side` px and at most `MAX_PIXELS`."
     return _check_size(image_size(path), path, min_side)
+
+def to_image(a: np.ndarray, name: str = 'image') -> Image.Image:
+    "The numpy image `a` (a camera frame: uint8 (H, W), (H, W, 3) RGB or (H, W, 4) RGBA) as a PIL image; `name` names it in errors."
+    if a.dtype != np.uint8 or not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (3, 4))):
+        raise ImageError(f'{name}: expected a uint8 array (H, W), (H, W, 3) or (H, W, 4) (an 8-bit image, channels last), got {a.dtype} {a.shape}; '
+                         'a float model input (3, H, W) in 0..1 goes in as a torch tensor')
+    return Image.fromarray(np.ascontiguousarray(a))
+
+def image_items(x, name: str = 'x') -> list:
+    "The images in `x` (a path, a PIL image, a numpy image, or a list of them) as a list of what `Preprocess.image` reads: paths and PIL images."
+    one = lambda v, where: (Path(v) if isinstance(v, (str, Path)) else v if isinstance(v, Image.Image)
+                            else to_image(v, where) if isinstance(v, np.ndarray) else None)
+    if (item := one(x, name)) is not None: return [item]
+    if not isinstance(x, (list, tuple)):
+        raise TypeError(f'{name}: expected an image (a path, a PIL image, a uint8 numpy array) or a list of them, got {type(x).__name__}')
+    if not x: raise ValueError(f'{name}: expected at least one image, got an empty {type(x).__name__}')
+    items = [one(v, f'{name}[{i}]') for i, v in enumerate(x)]
+    if (i := next((i for i, v in enumerate(items) if v is None), None)) is not None:
+        raise TypeError(f'{name}[{i}]: expected an image (a path, a PIL image, a uint8 numpy array), got {type(x[i]).__name__}'
+                        + ('; a list of tensors goes in as one batch: torch.stack(x)' if type(x[i]).__name__ == 'Tensor' else ''))
+    return items
 
 # %% ../nbs/00_data.ipynb #16015663
 @dataclass

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_detector.ipynb #ff7b93b8
 from __future__ import annotations
-import importlib, math, sys, time, warnings
+import difflib, importlib, inspect, math, sys, time, warnings
 from pathlib import Path
 from typing import Optional
 import numpy as np, torch
@@ -12,14 +12,14 @@ import torch.nn.functional as F
 from torch import nn
 from fastprogress.fastprogress import progress_bar
 from . import __version__
-from .data import AnomalyDataset, DataError, Preprocess, train_dls
+from .data import AnomalyDataset, DataError, Preprocess, image_items, image_size, load_dataset, paths_dataset, train_dls
 from .backbones import Backbone
 from .scoring import threshold_at_frr
 from .metrics import MinMax
 
 # %% auto #0
 __all__ = ['DETECTORS', 'GOOD_SCORES', 'default_device', 'register', 'all_methods', 'ThresholdWarning', 'frr_rule', 'Normalise',
-           'Detector', 'gaussian_blur']
+           'check_batch', 'Detector', 'gaussian_blur']
 
 # %% ../nbs/07_detector.ipynb #59483e79
 def default_device() -> torch.device:
@@ -77,7 +77,33 @@ class Normalise(nn.Module):
         self.register_buffer('thr32', torch.tensor(self.threshold, dtype=torch.float32))
 
     def forward(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return ((s.double() - self.threshold) / self.spread + 0.5).clamp(0, 1), s > self.thr32
+        # not (s <= threshold): a NaN score is flagged, never passed as good (the engines and exported files run this too)
+        return ((s.double() - self.threshold) / self.spread + 0.5).clamp(0, 1), ~(s <= self.thr32)
+
+def _finite(scores: torch.Tensor, name: str = 'scores') -> torch.Tensor:
+    "`scores`, refused when any is NaN or infinite: such a score is no decision."
+    if bad := int((~torch.isfinite(scores)).sum()):
+        raise ValueError(f'{name}: {bad} of {scores.numel()} are not finite numbers (e.g. {scores[~torch.isfinite(scores)].flatten()[0].item()}); '
+                         'expected finite scores: a NaN or infinite score is no decision (check the input images)')
+    return scores
+
+def check_batch(x, input_size: tuple[int, int]) -> torch.Tensor:
+    """`x` as a batch of model inputs: a float tensor (B, 3, H, W), or one image (3, H, W), in 0..1, finite, at `input_size` (H, W);
+    anything else is refused with what was expected. Images of any size (paths, PIL images, numpy frames) go to `Detector.predict`."""
+    hint = 'pass image files, PIL images or uint8 numpy frames to `predict`, which preprocesses them (`det.pre`)'
+    if not isinstance(x, torch.Tensor): raise TypeError(f'x: expected a float tensor (B, 3, H, W) in 0..1, got {type(x).__name__}; {hint}')
+    if x.ndim == 3: x = x[None]  # one image
+    if x.ndim != 4 or x.shape[1] != 3: raise ValueError(f'x: expected a tensor (B, 3, H, W) or (3, H, W) (RGB, channels first), got shape {tuple(x.shape)}')
+    if not x.is_floating_point(): raise TypeError(f'x: expected a float tensor in 0..1, got {x.dtype}: x.float() / 255 for 8-bit values, or {hint}')
+    if not len(x): raise ValueError('x: expected at least one image, got an empty batch')
+    if tuple(x.shape[-2:]) != tuple(input_size):
+        raise ValueError(f'x: expected images at the model input size (H, W) = {tuple(input_size)}, got {tuple(x.shape[-2:])}; {hint}')
+    if bad := int((~torch.isfinite(x)).sum()): raise ValueError(f'x: expected finite pixel values, found {bad} NaN or infinite')
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0 or hi > 1:
+        raise ValueError(f'x: expected pixel values in 0..1 (the backbone normalises inside the model), got {lo:.3g}..{hi:.3g}: '
+                         'pass images before any mean/std normalisation')
+    return x
 
 class Detector:
     "Base class of every method: fit on good images, score and localise anomalies, save and load."
@@ -86,6 +112,7 @@ class Detector:
     def __init__(self, backbone: str | Backbone = 'mobilenet_v2', pre: Optional[Preprocess] = None, pretrained: bool = True,
                  seed: int = 42, frr: float = 0.01, device=None, **params):
         if not 0 <= frr < 1: raise ValueError(f'frr must be in [0, 1), got {frr}')
+        self._check_params(params)
         self.backbone_name, self.pre, self.pretrained = getattr(backbone, 'name', backbone), pre or Preprocess(), pretrained
         self.seed, self.frr, self.params = seed, frr, params
         self.device = torch.device(device) if device is not None else default_device()
@@ -94,6 +121,15 @@ class Detector:
         self.threshold_rule = None  # how the threshold was set (frr or labelled images), with a warning when few images set it
         self.map_range = None  # (low, high) display range of anomaly maps, for methods that make maps
         self._module = None  # built from the fitted state on first use of `module`
+
+    def _check_params(self, params: dict):
+        "Refuse arguments that no constructor of this class names (a typo would otherwise fit with the default)."
+        valid = [n for c in type(self).__mro__ if issubclass(c, Detector) for n, p in inspect.signature(c.__init__).parameters.items()
+                 if n != 'self' and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+        if unknown := [k for k in params if k not in valid]:
+            near = {k: difflib.get_close_matches(k, valid, 1) for k in unknown}
+            raise TypeError(f'{type(self).__name__}: unknown argument {", ".join(k + (f" (did you mean {near[k][0]}?)" if near[k] else "") for k in unknown)}; '
+                            f'expected one of {", ".join(dict.fromkeys(valid))}')
 
     # -- what a method implements
     def _fit(self, ds: AnomalyDataset, bs: int, progress: bool): raise NotImplementedError
@@ -106,7 +142,12 @@ class Detector:
 
     # -- shared
     def fit(self, ds: AnomalyDataset, bs: int = 32, progress: bool = True) -> 'Detector':
-        "Learn what good looks like from `ds.train`, then set the normalisation and threshold from leave-one-out scores."
+        """Learn what good looks like from `ds.train`, then set the normalisation and threshold from leave-one-out scores.
+        `ds`: an `AnomalyDataset`, a dataset path (`load_dataset`), or a list of good image paths (`paths_dataset`)."""
+        if isinstance(ds, (str, Path)): ds = load_dataset(ds)
+        elif isinstance(ds, (list, tuple)): ds = paths_dataset(ds)
+        elif not isinstance(ds, AnomalyDataset):
+            raise TypeError(f'ds: expected an AnomalyDataset, a dataset path or a list of good image paths, got {type(ds).__name__}')
         if len(ds.train) < 2: raise DataError(f'{ds.root}: expected at least 2 good training images (leave-one-out scores need another image), found {len(ds.train)}')
         if bs < 1: raise ValueError(f'bs must be at least 1, got {bs}')
         self._check_fit(ds)
@@ -146,9 +187,9 @@ class Detector:
 
     @torch.inference_mode()
     def score(self, x: torch.Tensor) -> dict:
-        "Raw scores (B,), anomaly maps (B,H,W), and nearest training index (B,) or None for a batch of 0..1 images: `module` on the device."
+        "Raw scores (B,), anomaly maps (B,H,W), and nearest training index (B,) or None for a batch of model inputs (`check_batch`): `module` on the device."
         self._check_fitted()
-        s, maps, near = self.module(x.to(self.device))
+        s, maps, near = self.module(check_batch(x, self.pre.input_size).to(self.device))
         return dict(scores=s.float().cpu(), maps=maps.float().cpu(), nearest=None if bool((near < 0).any()) else near.cpu())
 
     @property
@@ -168,23 +209,36 @@ class Detector:
     def flags(self, scores) -> torch.Tensor:
         "The decision rule, the same everywhere (`Normalise`, also in every engine and exported file): True (anomalous) where `scores` are above the saved threshold."
         self._check_fitted()
-        return Normalise(self)(torch.as_tensor(scores, dtype=torch.float32))[1]
+        return Normalise(self)(_finite(torch.as_tensor(scores, dtype=torch.float32)))[1]
 
     def normalize(self, scores) -> torch.Tensor:
         "`scores` on the documented 0..1 scale (`Normalise`): 0.5 at the threshold, +-0.5 per spread of the good training scores, clipped."
         self._check_fitted()
-        return Normalise(self)(torch.as_tensor(scores, dtype=torch.float64))[0]
+        return Normalise(self)(_finite(torch.as_tensor(scores, dtype=torch.float64)))[0]
 
-    def predict(self, x: torch.Tensor) -> list[dict]:
-        "Per image: raw `score`, `norm_score` (0.5 at the threshold, see `normalize`), `label` ('anomaly'/'good' at the saved threshold), `map`, `nearest` training image."
-        r = self.score(x)
-        out, flagged, normed = [], self.flags(r['scores']).tolist(), self.normalize(r['scores'].detach().cpu()).tolist()
-        for i, s in enumerate(r['scores'].tolist()):
-            near = r.get('nearest')
-            out.append(dict(score=s, norm_score=normed[i], label='anomaly' if flagged[i] else 'good',
-                            map=None if r.get('maps') is None else r['maps'][i].cpu(),
-                            nearest=None if near is None else self.train_paths[int(near[i])]))
+    def predict(self, x, bs: int = 8) -> list[dict]:
+        """Per image: raw `score`, `norm_score` (0.5 at the threshold, see `normalize`), `label` ('anomaly'/'good' at the saved threshold),
+        `map`, `nearest` training image. `x`: images (a path, a PIL image, a uint8 numpy frame (H, W, 3), or a list of them), preprocessed
+        by `pre` and scored `bs` at a time, their maps over the whole original image; or model inputs (a tensor, see `check_batch`), their maps on the input."""
+        if isinstance(x, torch.Tensor): return self._predicted(self.score(x), [f'x[{i}]' for i in range(len(x) if x.ndim == 4 else 1)])
+        items, out = image_items(x), []
+        for b in range(0, len(items), bs):
+            chunk = items[b:b + bs]
+            names = [str(v) if isinstance(v, Path) else f'image {b + i}' for i, v in enumerate(chunk)]
+            rows = self._predicted(self.score(torch.stack([self.pre.image(v) for v in chunk])), names)
+            for r, v in zip(rows, chunk):
+                if r['map'] is not None: r['map'] = self.pre.unmap(r['map'], image_size(v))
+            out += rows
         return out
+
+    def _predicted(self, r: dict, names: list[str]) -> list[dict]:
+        "`predict`'s rows of `score`'s output `r`; a non-finite score is refused, naming its image."
+        for name, s in zip(names, r['scores'].tolist()):
+            if not math.isfinite(s): raise ValueError(f'{name}: the model scored it {s}; expected a finite score (no decision is made on it)')
+        flagged, normed, near = self.flags(r['scores']).tolist(), self.normalize(r['scores']).tolist(), r.get('nearest')
+        return [dict(score=s, norm_score=normed[i], label='anomaly' if flagged[i] else 'good',
+                     map=None if r.get('maps') is None else r['maps'][i], nearest=None if near is None else self.train_paths[int(near[i])])
+                for i, s in enumerate(r['scores'].tolist())]
 
     def config(self) -> dict:
         "Everything but tensors, as plain JSON."

@@ -4,7 +4,7 @@
 
 # %% ../nbs/18_evaluate.ipynb #346ce0ea
 from __future__ import annotations
-import time
+import os, time
 from pathlib import Path
 from typing import Optional
 import numpy as np, torch
@@ -21,13 +21,24 @@ __all__ = ['score_images', 'score_dataset', 'evaluate_detector', 'rates_at_thres
            'calibrate_threshold']
 
 # %% ../nbs/18_evaluate.ipynb #e3827da1
+def _image_paths(paths) -> list[Path]:
+    "`paths` (one image file path, or an iterable of them) as a list of `Path`s; an image in memory is refused, saying where it goes."
+    hint = '; images in memory (PIL images, numpy frames, tensors) are scored with det.predict(x)'
+    if isinstance(paths, (str, os.PathLike)): return [Path(paths)]  # one path, never its characters
+    if isinstance(paths, (Image.Image, np.ndarray, torch.Tensor)) or not hasattr(paths, '__iter__'):
+        raise TypeError(f'paths: expected an image file path or a list of them, got {type(paths).__name__}{hint}')
+    paths = list(paths)
+    if (bad := next((i for i, p in enumerate(paths) if not isinstance(p, (str, os.PathLike))), None)) is not None:
+        raise TypeError(f'paths[{bad}]: expected an image file path (str or Path), got {type(paths[bad]).__name__}{hint}')
+    return [Path(p) for p in paths]
+
 def score_images(det: Detector, paths, bs: int = SCORE_BS, max_side: Optional[int] = 1024, progress: bool = True, errors: str = 'raise',
                  engine: Engine | str = 'auto'):
-    """Yield, per image file in `paths` (in batches of `bs`): `path`, `size` (w, h), `predict`'s fields with `map` over the whole image.
+    """Yield, per image file in `paths` (one path or a list of them; in batches of `bs`): `path`, `size` (w, h), `predict`'s fields with `map` over the whole image.
     With `errors='keep'` an image that cannot be read or scored yields `path` and `error` (one line), and the others go on.
     `engine`: an `Engine`, or which one `engine_for(det)` makes ('auto': ONNX Runtime when installed)."""
     if errors not in ('raise', 'keep'): raise ValueError(f"errors must be 'raise' or 'keep', not {errors!r}")
-    paths = [Path(p) for p in paths]
+    paths = _image_paths(paths)
     eng = engine if isinstance(engine, Engine) else engine_for(det, engine)
     rows = eng.iter_predict(paths, det.images_per_batch(bs), max_side, errors=errors)
     for r in (progress_bar(rows, total=len(paths), leave=False) if progress else rows):
@@ -59,10 +70,13 @@ def score_dataset(det: Detector, ds: AnomalyDataset, bs: int = SCORE_BS, progres
                 images_per_s=len(ds.test) / secs)
 
 def evaluate_detector(det: Detector, ds: AnomalyDataset, bs: int = SCORE_BS, progress: bool = True, engine: Engine | str = 'auto') -> tuple[dict, dict]:
-    "Metrics (image AUROC, F1, and pixel AUROC / PRO over whole images when the method gives maps) and the raw per-image results."
+    """Metrics (image AUROC, F1, and pixel AUROC / PRO over whole images when the method gives maps) and the raw per-image results.
+    Rates at two thresholds: `tpr_at_threshold` / `tnr_at_threshold` at the detector's saved threshold (what the line sees), and
+    `youden_threshold` / `youden_tpr` / `youden_tnr`, the best TPR + TNR point chosen on these very test labels (optimistic: for comparison)."""
     res = score_dataset(det, ds, bs, progress, engine=engine)
     has_masks = res['maps'] is not None and any(s.mask is not None for s in ds.test)
     m = evaluate(res['labels'], res['scores'], res['masks'] if has_masks else None, res['maps'] if has_masks else None)
+    m = {f'youden_{k}' if k in ('threshold', 'tpr', 'tnr') else k: v for k, v in m.items()}  # `evaluate`'s best point, named for the threshold it belongs to
     m.update(rates_at_threshold(det, res['labels'], res['scores']), images_per_s=res['images_per_s'])
     return m, res
 
