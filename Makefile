@@ -12,7 +12,15 @@ NBDEV_N ?= 2
 
 .PHONY: install demo test export export-check nbtest pytest docs clean bench-data
 
-$(STAMP): pyproject.toml
+# The venv follows pyproject.toml's content, not its mtime (a checkout or a tool rewriting the same bytes would
+# reinstall it): the hash file is rewritten only when the content changes.
+DEPS_HASH := $(VENV)/.pyproject.sha256
+.PHONY: always
+$(DEPS_HASH): always
+	@mkdir -p $(VENV)
+	@sha256sum pyproject.toml | cmp -s - $@ || sha256sum pyproject.toml > $@
+
+$(STAMP): $(DEPS_HASH)
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1

@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_cli.ipynb #dbe74b4b
 from __future__ import annotations
-import argparse, functools, inspect, math, re, shutil, sys, textwrap, warnings
+import argparse, contextlib, functools, inspect, io, math, re, shutil, sys, textwrap, warnings
 from pathlib import Path
 from .runtime import GEOMETRIES, PREDICT_OUTPUTS, SCORE_BS, PartlyFailed, check_out, prepare_out  # torch-free, so --help answers at once
 
@@ -132,6 +132,7 @@ def _out_args(p, what):
     p.add_argument('--out', required=True, help=f'output directory ({what})')
     p.add_argument('--force', action='store_true', help='replace the outputs of a previous run in a non-empty output directory (only files this tool writes)')
     p.add_argument('--debug', action='store_true', help='show the full traceback of an error')
+    p.add_argument('--quiet', action='store_true', help='print no progress: the results table only (fit, predict: nothing), and errors and warnings on stderr')
 
 def _fit_command_args(p, command: str):
     "Every option of `fit` or `bench` but the methods' own."
@@ -142,6 +143,8 @@ def _fit_command_args(p, command: str):
         p.add_argument('--val', help='labelled validation data (same layouts as --data, with --category): set the threshold at the best TPR+TNR on its test images instead of --frr')
     else:
         p.add_argument('--heatmaps', type=_number(int, 0), default=5, help='heatmap PNGs per category (default 5)')
+        p.add_argument('--save-models', dest='save_models', help="keep each category's fitted model in SAVE_MODELS/<category> "
+                       '(a model directory, as fit writes; replaced only with --force)')
         _ray_args(p, 'fit the categories as Ray tasks in parallel')
         p.add_argument('--cpus-per-fit', dest='cpus_per_fit', type=_number(float, 0, lo_open=True), default=1, help='with --engine ray: CPUs each fit declares (default 1)')
 
@@ -254,6 +257,15 @@ def _out_dir(args) -> Path:
     "Check and prepare `--out` at once."
     return _prepare_out(args)
 
+def _say(args, *lines):
+    "Print `lines` (what a command is doing, where it wrote) unless --quiet."
+    if not args.quiet: print(*lines, sep='\n', flush=True)
+
+def _bars(args) -> bool:
+    """fastprogress bars (`\\r` redrawn) only on a terminal, and not with --quiet: a log gets the plain stage lines of `_say`
+    (fastprogress itself draws them into any stream)."""
+    return not args.quiet and sys.stdout.isatty()
+
 def _dataset(path, category, option: str = '--data', need_test: bool = False):
     "Read and check (every image header) the dataset at `path`; `need_test`: it must have test images."
     from anomaly_fastai.data import DataError, check_dataset, load_dataset
@@ -315,11 +327,12 @@ def result_row(det, ds, metrics) -> dict:
     row.update(fit_s=det.fit_seconds, images_per_s=metrics['images_per_s'])
     return row
 
-def _write_table(table, out: Path, show: bool = True):
+def _write_table(table, out: Path, args=None):
+    "Write results.csv and results.md to `out`; with the command's `args`, print the table (and where it is, unless --quiet)."
     table.to_csv(out/'results.csv'); table.to_markdown(out/'results.md')
-    if show:
+    if args is not None:
         print(table)
-        print(f'results: {out/"results.csv"}, {out/"results.md"}')
+        _say(args, f'results: {out/"results.csv"}, {out/"results.md"}')
 
 def cmd_fit(args):
     from anomaly_fastai.detector import ThresholdWarning
@@ -336,13 +349,15 @@ def cmd_fit(args):
         raise ValueError(f'{args.val} (--val): expected good and anomalous test images to set the threshold on, found only '
                          f'{"anomalous" if val.test[0].label else "good"} ones ({len(val.test)})')
     _check_k(args, ds)
-    print(ds.summary())
+    _say(args, ds.summary(), f'{ds.name}: fitting {det.method} ({det.backbone_name})')
     with warnings.catch_warnings():
         if val is not None: warnings.simplefilter('ignore', ThresholdWarning)  # the threshold comes from --val
-        det.fit(ds, bs=args.bs)
-    if val is not None: calibrate_threshold(det, val)
+        det.fit(ds, bs=args.bs, progress=_bars(args))
+    if val is not None:
+        _say(args, f'{val.name}: setting the threshold (--val)')
+        calibrate_threshold(det, val, progress=_bars(args))
     save_detector(det, out, force=args.force)
-    print(f'fitted {det.method} ({det.backbone_name}) in {det.fit_seconds:.1f} s; threshold {det.threshold:.4g} '
+    _say(args, f'fitted {det.method} ({det.backbone_name}) in {det.fit_seconds:.1f} s; threshold {det.threshold:.4g} '
           f'({det.threshold_rule["text"]}); model: {out}')
 
 def cmd_test(args):
@@ -356,29 +371,37 @@ def cmd_test(args):
     det = load_detector(args.model)
     # a model fitted with labelled defects (--defects) is never tested on them
     ds = replay_defects(_dataset(args.data, args.category, need_test=True), det.params.get('defects_record'))
-    print(ds.summary())
+    _say(args, ds.summary())
     eng = engine_for(det, cache_dir=args.model)  # the model folder's cached export, as predict uses it
-    print(eng.describe())
-    metrics, res = evaluate_detector(det, ds, bs=args.bs, engine=eng)
+    _say(args, eng.describe(), f'{ds.name}: testing')
+    metrics, res = evaluate_detector(det, ds, bs=args.bs, progress=_bars(args), engine=eng)
     out = _prepare_out(args)
     table = ResultsTable(); table.add(result_row(det, ds, metrics))
-    _write_table(table, out)
+    _write_table(table, out, args)
     files = save_heatmaps(det, ds, res, out/'heatmaps', n=args.heatmaps)
-    if files: print(f'{len(files)} heatmaps in {out/"heatmaps"}')
-    print(f'report: {write_report(out, det, ds, metrics, res)}')
+    if files: _say(args, f'{len(files)} heatmaps in {out/"heatmaps"}')
+    report = write_report(out, det, ds, metrics, res)
+    _say(args, f'report: {report}')
 
-def bench_category(args, ds, out: Path) -> dict:
-    """Fit --method on `ds`, test it and write its heatmaps below `out`: its results `row`, its `report` and the `lines` to print
-    (`bench` runs it in this process, or as a Ray task with --engine ray)."""
+def bench_category(args, ds, out: Path, here: bool = False) -> dict:
+    """Fit --method on `ds`, test it, write its heatmaps below `out` (and its model below --save-models): its results `row`,
+    its `report` and the `lines` to print (`bench` runs it in this process, `here`: with its progress, or as a Ray task with
+    --engine ray)."""
     from anomaly_fastai.evaluate import evaluate_detector, save_heatmaps
     from anomaly_fastai.engine import engine_for
     from anomaly_fastai.report import Report
+    from anomaly_fastai.saving import save_detector
+    say = (lambda line: _say(args, line)) if here else (lambda line: None)  # a Ray task's prints would reach the log unordered
     det = _make_detector(args)
-    det.fit(ds, bs=args.bs)
+    say(f'{ds.name}: fitting {det.method} ({det.backbone_name})')
+    det.fit(ds, bs=args.bs, progress=here and _bars(args))
+    saved = save_detector(det, Path(args.save_models)/ds.name, force=args.force) if args.save_models else None
     eng = engine_for(det)
-    metrics, res = evaluate_detector(det, ds, engine=eng)
+    say(f'{ds.name}: testing')
+    metrics, res = evaluate_detector(det, ds, progress=here and _bars(args), engine=eng)
     files = save_heatmaps(det, ds, res, out/'heatmaps'/ds.name, n=args.heatmaps)
-    lines = [f'{ds.name}: fitted in {det.fit_seconds:.1f} s, tested ({eng.describe()})'] + ([f'{len(files)} heatmaps in {out/"heatmaps"/ds.name}'] if files else [])
+    lines = ([f'{ds.name}: fitted in {det.fit_seconds:.1f} s, tested ({eng.describe()})'] + ([f'{len(files)} heatmaps in {out/"heatmaps"/ds.name}'] if files else [])
+             + ([f'{ds.name}: model saved in {saved}'] if saved else []))
     return dict(row=result_row(det, ds, metrics), report=Report().add(det, ds, metrics, res), lines=lines)
 
 def _check_engine(args, *ray_only):
@@ -389,6 +412,15 @@ def _check_engine(args, *ray_only):
 def _one_line(e: BaseException) -> str:
     msg = ' '.join(str(e).split()) or type(e).__name__
     return msg if isinstance(e, USER_ERRORS) else f'{type(e).__name__}: {msg}'
+
+def _check_model_dir(d: Path, force: bool, option: str):
+    "Refuse at once, before any fit, the model directory `d` that `save_detector` would refuse after it."
+    if d.exists() and not d.is_dir(): raise FileExistsError(f'{d} ({option}): expected a model directory, found a file')
+    if d.is_dir() and any(d.iterdir()):
+        if not force: raise FileExistsError(f'{d} ({option}): a model directory already exists here; pass --force to replace it')
+        if not (d/'config.json').is_file():
+            raise FileExistsError(f'{d} ({option}): expected a model directory written by anomaly-fastai (with config.json) to replace, '
+                                  'found other files; refusing to delete them: choose another directory')
 
 def _bench_data(args, cat):
     "The dataset of category `cat` for bench, checked (its images, k against its training images)."
@@ -404,30 +436,33 @@ def cmd_bench(args):
     if '' in cats: raise ValueError(f'--category {args.category!r}: expected comma-separated category names, found an empty one')
     if len(set(cats)) < len(cats): raise ValueError(f'--category {args.category!r}: expected each category once, found one twice')
     _make_detector(args)  # the options, checked before the first fit
+    from anomaly_fastai.data import load_dataset
+    for cat in cats: load_dataset(args.data, cat)  # a category that is not there (a typo) stops bench before any work
     dss, rows, order = [], {}, []  # order: the table's rows, as --category names them
-    for cat in cats:  # every category is checked before the first fit; with several, one that fails is reported, the others go on
+    for cat in cats:  # every category's images are checked before the first fit; with several, one that fails is reported, the others go on
         try: dss.append(_bench_data(args, cat)); order.append(dss[-1].name)
         except (ValueError, OSError) as e:  # DataError is a ValueError
             if len(cats) == 1 or args.debug: raise
             print(f'anomaly-fastai bench: {cat}: error: {_one_line(e)}', file=sys.stderr)
             rows[cat] = dict(category=cat, method=args.method, backbone=args.backbone, error=_one_line(e)); order.append(cat)
+    for d in dss if args.save_models else []: _check_model_dir(Path(args.save_models)/d.name, args.force, '--save-models')
     out, reports = _prepare_out(args), {}
     if args.engine == 'ray' and dss:
         from anomaly_fastai.distributed import run_tasks
-        for ds in dss: print(ds.summary())
+        for ds in dss: _say(args, ds.summary())
         runs = ((dss[i], r, e) for i, r, e in run_tasks(bench_category, [(args, ds, out) for ds in dss], args.address, num_cpus=args.cpus_per_fit))
     else:
         def runs_here():
             for ds in dss:
-                print(ds.summary())
-                try: yield ds, bench_category(args, ds, out), None
+                _say(args, ds.summary())
+                try: yield ds, bench_category(args, ds, out, here=True), None
                 except Exception as e:
                     if args.debug: raise
                     yield ds, None, e
         runs = runs_here()
-    write = lambda show: _write_table(ResultsTable([rows[k] for k in order if k in rows]), out, show)
+    write = lambda show: _write_table(ResultsTable([rows[k] for k in order if k in rows]), out, args if show else None)
     for ds, r, e in runs:  # a failing category is reported; the others go on
-        if e is None: print('\n'.join(r['lines'])); rows[ds.name], reports[ds.name] = r['row'], r['report']
+        if e is None: _say(args, *r['lines']); rows[ds.name], reports[ds.name] = r['row'], r['report']
         else:
             print(f'anomaly-fastai bench: {ds.name}: error: {_one_line(e)}', file=sys.stderr)
             rows[ds.name] = dict(category=ds.name, method=args.method, backbone=args.backbone, error=_one_line(e))
@@ -436,7 +471,9 @@ def cmd_bench(args):
     report = Report()
     for d in dss:
         if d.name in reports: report.merge(reports[d.name])
-    if report.sections: print(f'report: {report.write(out)}')
+    if report.sections:
+        written = report.write(out)
+        _say(args, f'report: {written}')
     if failed := [r['category'] for r in rows.values() if 'error' in r]:
         raise PartlyFailed(f'{len(failed)} of {len(cats)} categories failed ({", ".join(failed)}; see the error column of {out/"results.csv"}); '
                            'the others were fitted and tested')
@@ -454,11 +491,11 @@ def cmd_predict(args):
     _check_engine(args, 'workers')
     check_out(args.out, args.force or args.resume, '' if args.resume else ', or --resume to continue it')  # before any model is read
     eng = open_model(args.model)  # an .onnx file, or a folder's cached export while it is current: no torch at all
-    print(eng.describe())
-    if args.engine == 'ray':
-        predict_ray(eng, args.inputs, args.out, args.force, args.bs, not args.no_heatmaps, args.resume, address=args.address, workers=args.workers)
-    else: predict_files(eng, args.inputs, args.out, args.force, args.bs, not args.no_heatmaps, args.resume)
-
+    _say(args, eng.describe())
+    with contextlib.redirect_stdout(io.StringIO()) if args.quiet else contextlib.nullcontext():  # the writer's summary; errors go to stderr
+        if args.engine == 'ray':
+            predict_ray(eng, args.inputs, args.out, args.force, args.bs, not args.no_heatmaps, args.resume, address=args.address, workers=args.workers)
+        else: predict_files(eng, args.inputs, args.out, args.force, args.bs, not args.no_heatmaps, args.resume)
 
 # %% ../nbs/09_cli.ipynb #e8fd55ad
 COMMANDS = dict(fit=cmd_fit, test=cmd_test, predict=cmd_predict, bench=cmd_bench, export=cmd_export)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_runtime.ipynb #69a71a1d
 from __future__ import annotations
-import argparse, csv, hashlib, json, os, shutil, sys, warnings
+import argparse, contextlib, csv, hashlib, io, json, os, shutil, sys, warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np
@@ -13,10 +13,10 @@ from PIL import Image, UnidentifiedImageError
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'GEOMETRIES', 'MIN_SIDE', 'MAX_PIXELS', 'META_KEY', 'SCORE_BS', 'CACHE_FILE', 'SKIP_FOLDERS',
            'LIST_EXTS', 'PREDICT_COLUMNS', 'RUN_FILE', 'PARQUET_FILE', 'PREDICT_OUTPUTS', 'BLOCKED', 'BLOCKING_PRELUDE',
-           'ImageError', 'ModelError', 'open_image', 'resize_bilinear', 'Geometry', 'eval_size', 'file_sha256',
-           'Engine', 'Session', 'load', 'model_id', 'cached_session', 'listed_paths', 'input_images', 'save_heatmap',
-           'output_name', 'PartlyFailed', 'run_summary', 'build_parser', 'check_out', 'prepare_out', 'scored_rows',
-           'predict_files', 'main']
+           'ImageError', 'ModelError', 'memory_image', 'open_image', 'resize_bilinear', 'Geometry', 'eval_size',
+           'file_sha256', 'Engine', 'Session', 'load', 'model_id', 'cached_session', 'listed_paths', 'input_images',
+           'save_heatmap', 'output_name', 'PartlyFailed', 'run_summary', 'build_parser', 'check_out', 'prepare_out',
+           'scored_rows', 'predict_files', 'main']
 
 # %% ../nbs/13_runtime.ipynb #5df2e767
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
@@ -59,6 +59,21 @@ def _to_8bit(im: Image.Image) -> Image.Image:
     a = np.asarray(im).astype(np.float32)
     a = a * 255 if im.mode == 'F' else a * (255 / (2 ** _bits(im) - 1))
     return Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8), 'L')
+
+def memory_image(im, name: str = 'image') -> Image.Image:
+    """The image in memory `im` as RGB, checked as `open_image` checks a file (`name` in the errors): a PIL image, or a numpy
+    array uint8 (H, W) gray or (H, W, 3) RGB. A frame from OpenCV is BGR: pass `frame[..., ::-1]`."""
+    if isinstance(im, Image.Image):
+        _check_size(im.size, name)
+        return _to_8bit(im).convert('RGB')
+    if not isinstance(im, np.ndarray): raise ImageError(f'{name}: expected a numpy array or a PIL image, got {type(im).__name__}')
+    if im.dtype != np.uint8:
+        raise ImageError(f'{name}: expected a uint8 array (0..255), got {im.dtype}; a float image in 0..1: (a * 255).round().astype(np.uint8)')
+    if im.ndim == 3 and im.shape[2] == 1: im = im[..., 0]
+    if not (im.ndim == 2 or (im.ndim == 3 and im.shape[2] == 3)):
+        raise ImageError(f'{name}: expected an array (H, W) gray or (H, W, 3) RGB, channels last, got shape {im.shape}')
+    _check_size(im.shape[1::-1], name)
+    return Image.fromarray(np.ascontiguousarray(im)).convert('RGB')
 
 def open_image(path, mode: str = 'RGB') -> Image.Image:
     "The image file `path` in PIL `mode` (checked: readable, size; 16-bit and float images scaled to 8 bits), as the library reads it."
@@ -168,7 +183,7 @@ def _check_bs(bs) -> int:
 
 def _ort():
     try: import onnxruntime
-    except ImportError: raise ImportError('the runtime needs onnxruntime: `pip install onnxruntime` (or `pip install anomaly-fastai[runtime]`)') from None
+    except ImportError: raise ImportError('the runtime needs onnxruntime: `pip install onnxruntime` (or `pip install anomaly-fastai-runtime`)') from None
     return onnxruntime
 
 def file_sha256(path) -> str:
@@ -214,23 +229,39 @@ class Engine:
     def iter_predict(self, paths, bs: int = SCORE_BS, max_side: int | None = 1024, maps: bool = True, errors: str = 'raise', workers: int = 2):
         "`predict`, batch by batch as a generator (a long run writes each result as soon as it is scored)."
         if errors not in ('raise', 'keep'): raise ValueError(f"errors: expected 'raise' or 'keep', got {errors!r}")
-        bs, paths = _check_bs(bs), [Path(p) for p in paths]
-        batches = [paths[b:b + bs] for b in range(0, len(paths), bs)]
+        for p, r in self._scored([Path(p) for p in paths], lambda p: self._read(p, errors == 'keep'), bs, max_side, maps, errors, workers):
+            yield dict(path=p, **r)
+
+    def predict_images(self, images, bs: int = SCORE_BS, max_side: int | None = 1024, maps: bool = True) -> list[dict]:
+        """Per image in memory (a camera frame: a numpy array uint8 (H, W, 3) RGB or (H, W) gray, or a PIL image), what
+        `predict` gives for a file, without `path`; `images` is a list of them (or an array (N, H, W, 3))."""
+        if isinstance(images, Image.Image) or (isinstance(images, np.ndarray) and images.ndim < 4):
+            raise ImageError(f'images: expected a list of images, got one {type(images).__name__}'
+                             + (f' of shape {images.shape}' if isinstance(images, np.ndarray) else '') + ': pass [image]')
+        def read(item):
+            im = memory_image(item[1], f'images[{item[0]}]')
+            return im.size, self.geometry.image_from(im)
+        return [r for _, r in self._scored(list(enumerate(images)), read, bs, max_side, maps)]
+
+    def _scored(self, items, read, bs: int = SCORE_BS, max_side: int | None = 1024, maps: bool = True, errors: str = 'raise', workers: int = 2):
+        "(item, its result) per item of `items`, batch by batch; `read(item)` gives (size, model input), or the `ImageError` to keep."
+        bs = _check_bs(bs)
+        batches = [items[b:b + bs] for b in range(0, len(items), bs)]
         with ThreadPoolExecutor(max(1, workers)) as pool:
-            read = lambda batch: [pool.submit(self._read, p, errors == 'keep') for p in batch]
-            ahead = read(batches[0]) if batches else []
+            read_all = lambda batch: [pool.submit(read, p) for p in batch]
+            ahead = read_all(batches[0]) if batches else []
             for k, batch in enumerate(batches):
                 loaded = [f.result() for f in ahead]
-                if k + 1 < len(batches): ahead = read(batches[k + 1])   # decoded while this batch is scored
+                if k + 1 < len(batches): ahead = read_all(batches[k + 1])   # decoded while this batch is scored
                 good = [l for l in loaded if not isinstance(l, ImageError)]
                 try: r, i = (self.run(np.stack([x for _, x in good])) if good else {}), 0
                 except Exception as e:  # the batch could not be scored: with 'keep', each of its images gets the error
                     if errors == 'raise': raise
                     loaded = [l if isinstance(l, ImageError) else ImageError(f'{type(e).__name__}: {" ".join(str(e).split())}') for l in loaded]
                 for p, l in zip(batch, loaded):
-                    if isinstance(l, ImageError): yield dict(path=p, error=str(l)); continue
+                    if isinstance(l, ImageError): yield p, dict(error=str(l)); continue
                     size, near = l[0], int(r['nearest'][i]) if 'nearest' in r else -1
-                    yield dict(path=p, size=size, score=float(r['score'][i]), norm_score=float(r['norm_score'][i]),
+                    yield p, dict(size=size, score=float(r['score'][i]), norm_score=float(r['norm_score'][i]),
                                anomalous=bool(r['anomalous'][i]), label='anomaly' if r['anomalous'][i] else 'good',
                                nearest=self.train_paths[near] if 0 <= near < len(self.train_paths) else None,
                                map=self.geometry.unmap(r['map'][i], eval_size(size, max_side)) if maps and 'map' in r else None)
@@ -389,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument('--resume', action='store_true', help='continue an interrupted run with the same model: images already scored are skipped, those that failed are tried again')
     ap.add_argument('--bs', type=_batch_size, default=SCORE_BS, help=f'images per scoring batch (default {SCORE_BS})')
     ap.add_argument('--no-heatmaps', action='store_true', help='write predictions.csv only')
+    ap.add_argument('--quiet', action='store_true', help='print nothing but errors (stderr)')
     return ap
 
 def check_out(out, force: bool, hint: str = '') -> Path:
@@ -498,7 +530,9 @@ def predict_files(model: Engine, inputs, out, force: bool = False, bs: int = SCO
 def main(argv=None):
     "Entry point of `anomaly-fastai-run` (and of `anomaly-fastai predict --model FILE.onnx`)."
     args = build_parser().parse_args(argv)
-    try: predict_files(load(args.model), args.inputs, args.out, args.force, args.bs, not args.no_heatmaps, args.resume)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()) if args.quiet else contextlib.nullcontext():  # the run's summary; errors go to stderr
+            predict_files(load(args.model), args.inputs, args.out, args.force, args.bs, not args.no_heatmaps, args.resume)
     except PartlyFailed as e:
         print(f'anomaly-fastai predict: {e}', file=sys.stderr)
         sys.exit(1)

@@ -5,23 +5,42 @@ import pytest
 from anomaly_fastai.data import sample_path
 
 def run(*args, ok=True):
-    r = subprocess.run([str(Path(sys.executable).parent/'anomaly-fastai'), *map(str, args)], capture_output=True, text=True)
+    r = subprocess.run([str(Path(sys.executable).parent/'anomaly-fastai'), *map(str, args)], capture_output=True)
+    r.stdout, r.stderr = r.stdout.decode(), r.stderr.decode()  # not text=True: its newline translation would hide a '\r'
     if ok: assert r.returncode == 0, r.stderr
     return r
 
 @pytest.fixture(scope='module')
 def model(tmp_path_factory):
     d = tmp_path_factory.mktemp('cli')/'model'
-    run('fit', '--out', d)
+    assert run('fit', '--out', d, '--quiet').stdout == ''
     assert (d/'config.json').is_file() and (d/'state.pt').is_file()
     return d
 
+def _table_only(stdout: str) -> bool:
+    "Whether `stdout` is a results table alone: header, rule, rows, rule, Mean."
+    lines = stdout.splitlines()
+    return lines[0].split()[:3] == ['category', 'method', 'backbone'] and lines[-1].startswith('Mean') and len(lines) >= 5
+
 def test_bench_prints_table_and_writes_heatmaps(tmp_path):
-    r = run('bench', '--out', tmp_path/'b', '--heatmaps', '2')
+    """In a log (stdout is a pipe here): one plain line per stage, no `\\r` bars; --quiet: the table only; --save-models keeps
+    the fitted model, replaced only with --force."""
+    r = run('bench', '--out', tmp_path/'b', '--heatmaps', '2', '--save-models', tmp_path/'models')
     assert 'image_auroc' in r.stdout and 'Mean' in r.stdout
     assert (tmp_path/'b'/'results.csv').is_file() and (tmp_path/'b'/'results.md').is_file()
     assert len(list((tmp_path/'b'/'heatmaps'/'bottle').rglob('*.png'))) == 2
     assert (tmp_path/'b'/'report.html').is_file() and 'report.html' in r.stdout
+    assert '\r' not in r.stdout + r.stderr and 'bottle: fitting knn (mobilenet_v2)\nbottle: testing\n' in r.stdout
+    assert (tmp_path/'models'/'bottle'/'config.json').is_file() and f'model saved in {tmp_path/"models"/"bottle"}' in r.stdout
+    r = run('bench', '--out', tmp_path/'b2', '--save-models', tmp_path/'models', ok=False)
+    assert r.returncode == 2 and 'bottle (--save-models): a model directory already exists here; pass --force' in r.stderr
+    assert not (tmp_path/'b2').exists()  # refused before the fit
+    before = (tmp_path/'models'/'bottle'/'state.pt').stat().st_mtime_ns
+    r = run('bench', '--out', tmp_path/'b', '--force', '--quiet', '--save-models', tmp_path/'models')
+    assert _table_only(r.stdout) and '\r' not in r.stderr, r.stdout
+    assert (tmp_path/'models'/'bottle'/'state.pt').stat().st_mtime_ns != before  # replaced with --force
+    r = run('test', '--model', tmp_path/'models'/'bottle', '--out', tmp_path/'t', '--heatmaps', '0', '--quiet')
+    assert _table_only(r.stdout), r.stdout
 
 def test_test_and_predict_in_fresh_processes(model, tmp_path):
     run('test', '--model', model, '--out', tmp_path/'t', '--heatmaps', '1')
@@ -37,7 +56,7 @@ def test_nothing_overwritten_without_force(model, tmp_path):
     out = tmp_path/'p'; out.mkdir(); (out/'keep.txt').write_text('mine')
     r = run('predict', '--model', model, '--out', out, sample_path()/'bottle'/'test'/'good', ok=False)
     assert r.returncode == 2 and '--force' in r.stderr and (out/'keep.txt').read_text() == 'mine'
-    run('predict', '--model', model, '--out', out, '--force', sample_path()/'bottle'/'test'/'good')
+    assert run('predict', '--model', model, '--out', out, '--force', '--quiet', sample_path()/'bottle'/'test'/'good').stdout == ''
 
 @pytest.mark.parametrize('args, expect', [
     (('fit', '--data', 'no/such/root', '--category', 'bottle', '--out', '{tmp}/m'), 'no/such/root: expected a dataset'),

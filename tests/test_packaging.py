@@ -97,3 +97,65 @@ def test_readme_starts_with_the_two_commands():
     readme = (ROOT/'README.md').read_text()
     assert 'make demo' in readme and 'make test' in readme
     assert 'make test' in (ROOT/'.ci'/'run').read_text()
+
+def _build_runtime_wheel(dist: Path) -> Path:
+    "The anomaly-fastai-runtime wheel, built offline from a copy of runtime/ (its link to the library's module followed)."
+    src = dist.parent/'runtime-src'
+    shutil.copytree(ROOT/'runtime', src)  # links copied as files: the build leaves nothing in the checkout
+    subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w', dist, src],
+                   check=True, capture_output=True)
+    whl, = dist.glob('anomaly_fastai_runtime-*.whl')
+    return whl
+
+def test_runtime_wheel(tmp_path):
+    "anomaly-fastai-runtime holds the library's runtime module, byte for byte, at the library's version; it requires no torch."
+    whl = _build_runtime_wheel(tmp_path/'dist')
+    import anomaly_fastai
+    assert f'anomaly_fastai_runtime-{anomaly_fastai.__version__}-' in whl.name, f'{whl.name}: set runtime/pyproject.toml\'s version to {anomaly_fastai.__version__}'
+    z = zipfile.ZipFile(whl)
+    assert [n for n in z.namelist() if '.dist-info/' not in n] == ['anomaly_fastai/runtime.py']
+    assert z.read('anomaly_fastai/runtime.py') == (ROOT/'anomaly_fastai'/'runtime.py').read_bytes()
+    assert set(_requires(z.read(next(n for n in z.namelist() if n.endswith('METADATA'))).decode())) == {'numpy', 'pillow', 'onnxruntime'}
+    assert 'anomaly-fastai-run = anomaly_fastai.runtime:main' in z.read(next(n for n in z.namelist() if n.endswith('entry_points.txt'))).decode()
+
+@pytest.mark.filterwarnings('ignore::anomaly_fastai.detector.ThresholdWarning')  # 60 good images: a known limit of the sample
+def test_runtime_in_a_fresh_venv_without_torch(tmp_path):
+    """A line PC: a new virtualenv with the runtime wheel (numpy, Pillow and onnxruntime from the package index) has no torch,
+    and scores a model exported here as the library's runtime does: files and camera frames in memory from Python, and
+    `anomaly-fastai-run`."""
+    from anomaly_fastai.data import Preprocess, sample_dataset
+    from anomaly_fastai.export import export_model
+    from anomaly_fastai.knn import KNNDetector
+    from anomaly_fastai import runtime
+    import numpy, onnxruntime, PIL
+    whl = _build_runtime_wheel(tmp_path/'dist')
+    ds = sample_dataset()
+    onnx_file = export_model(KNNDetector(pre=Preprocess(64), device='cpu').fit(ds, progress=False), out=tmp_path/'knn.onnx')
+    paths = [str(s.path) for s in ds.test[::8]]
+    subprocess.run([sys.executable, '-m', 'venv', tmp_path/'venv'], check=True)
+    venv = tmp_path/'venv'/'bin'
+    # the dev venv's versions: pip's cache has them
+    subprocess.run([venv/'python', '-m', 'pip', 'install', '-q', whl, f'numpy=={numpy.__version__}', f'pillow=={PIL.__version__}',
+                    f'onnxruntime=={onnxruntime.__version__}'], check=True, capture_output=True)
+    script = f"""
+import importlib.metadata as md, importlib.util, json
+import numpy as np
+from PIL import Image
+from anomaly_fastai import runtime
+model = runtime.load({str(onnx_file)!r})
+rs = model.predict({paths!r})
+frames = model.predict_images([np.asarray(Image.open(p).convert('RGB')) for p in {paths!r}])
+print(json.dumps(dict(scores=[r['score'] for r in rs], labels=[r['label'] for r in rs], frame_scores=[r['score'] for r in frames],
+                      torch=importlib.util.find_spec('torch') is not None,
+                      dists=sorted(d.metadata['Name'].lower() for d in md.distributions()))))
+"""
+    r = subprocess.run([venv/'python', '-c', script], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(r.stdout.splitlines()[-1])
+    assert not res['torch'] and not {'torch', 'torchvision', 'fastai', 'timm'} & set(res['dists']), res['dists']
+    ref = runtime.load(onnx_file).predict(paths)
+    assert res['labels'] == [q['label'] for q in ref]
+    assert max(abs(a - q['score']) for a, q in zip(res['scores'], ref)) < 1e-5 and res['frame_scores'] == res['scores']
+    r = subprocess.run([venv/'anomaly-fastai-run', '--model', onnx_file, '--out', tmp_path/'p', '--no-heatmaps', *paths], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert len((tmp_path/'p'/'predictions.csv').read_text().splitlines()) == 1 + len(paths)

@@ -1,0 +1,1 @@
+../../anomaly_fastai/runtime.py
