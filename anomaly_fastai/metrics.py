@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_metrics.ipynb #49f24efb
 from __future__ import annotations
-import warnings
+import html, warnings
 from pathlib import Path
 
 import numpy as np
@@ -227,6 +227,17 @@ class ResultsTable:
                 for r in df.to_dict('records')]
         return cls(rows)
 
+    def to_html(self) -> str:
+        "The table, with its `Mean` row, as an HTML table (numbers right-aligned); a notebook shows it so (`_repr_html_`)."
+        if not self.rows: return '<p>ResultsTable (empty)</p>'
+        head, rows, nums = self._cells()
+        th = ''.join(f'<th>{html.escape(h)}</th>' for h in head)
+        cell = lambda c, n: f'<td class="num">{html.escape(c)}</td>' if n else f'<td>{html.escape(c)}</td>'
+        trs = [('<tr class="mean">' if k == len(rows) - 1 else '<tr>') + ''.join(map(cell, r, nums)) + '</tr>'
+               for k, r in enumerate(rows)]
+        return f'<table class="results"><thead><tr>{th}</tr></thead><tbody>{"".join(trs)}</tbody></table>'
+    _repr_html_ = to_html
+
     def __len__(self): return len(self.rows)
     def __str__(self):
         if not self.rows: return 'ResultsTable (empty)'
@@ -280,10 +291,10 @@ def _map_hw(x, hw, name, order) -> np.ndarray:
 
 def heatmap_overlay(image, amap, mask=None, alpha: float = 0.5, vmin: float | None = None, vmax: float | None = None,
                     color=(255, 255, 255)) -> np.ndarray:
-    "`image` blended with the jet-coloured anomaly map `amap`, `mask` outlined in `color`: uint8 (H,W,3)."
+    "`image` blended with the jet-coloured anomaly map `amap` (colours from `vmin` to `vmax`: pass the detector's `map_range`), `mask` outlined in `color`: uint8 (H,W,3)."
     im = _image_hwc(image)
     a = _map_hw(amap, im.shape[:2], 'amap', 1)
-    lo, hi = (a.min() if vmin is None else vmin), (a.max() if vmax is None else vmax)
+    lo, hi = (float(np.median(a)) if vmin is None else vmin), (a.max() if vmax is None else vmax)
     heat = matplotlib.colormaps['jet'](np.clip((a - lo) / (hi - lo if hi > lo else 1.), 0, 1))[..., :3]
     out = np.round(((1 - alpha) * im + alpha * heat) * 255).astype(np.uint8)
     if mask is not None: out[find_boundaries(_map_hw(mask, im.shape[:2], 'mask', 0) >= 0.5, mode='inner')] = color

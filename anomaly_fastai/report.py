@@ -16,7 +16,8 @@ from .data import image_size
 from .evaluate import original_image, score_images
 
 # %% auto #0
-__all__ = ['gallery_order', 'png_uri', 'thumb_size', 'Report', 'write_report']
+__all__ = ['gallery_order', 'confusion_counts', 'png_uri', 'thumb_size', 'display_range', 'nearest_good', 'Report',
+           'write_report']
 
 # %% ../nbs/14_report.ipynb #aca85ce1
 def gallery_order(labels, scores, threshold: float, n: Optional[int] = None) -> list[tuple[int, str]]:
@@ -28,6 +29,11 @@ def gallery_order(labels, scores, threshold: float, n: Optional[int] = None) -> 
     fp = sorted((i for i, k in enumerate(kind) if k == 'FP'), key=lambda i: -s[i])
     rest = sorted((i for i, k in enumerate(kind) if k in ('TP', 'TN')), key=lambda i: abs(s[i] - threshold))
     return [(i, kind[i]) for i in (fn + fp + rest)[:n]]
+
+def confusion_counts(labels, flagged) -> dict:
+    "TP, FN, FP, TN of the decisions `flagged` (True: anomalous) for `labels` (1: anomalous)."
+    y, f = torch.as_tensor(labels).bool(), torch.as_tensor(flagged).bool()
+    return dict(TP=int((f & y).sum()), FN=int((~f & y).sum()), FP=int((f & ~y).sum()), TN=int((~f & ~y).sum()))
 
 # %% ../nbs/14_report.ipynb #080fdbf5
 def _uint8(t: torch.Tensor) -> np.ndarray:
@@ -47,6 +53,20 @@ def thumb_size(size: tuple[int, int], side: int) -> tuple[int, int]:
     w, h = size
     s = min(1., side / max(w, h))
     return max(1, round(w * s)), max(1, round(h * s))
+
+# %% ../nbs/14_report.ipynb #53a78728
+def display_range(det, maps) -> tuple[float, float]:
+    "(low, high) of the colour scale of `det`'s anomaly `maps`: its `map_range`, else the range of all the maps."
+    return tuple(det.map_range) if det.map_range else (min(float(m.min()) for m in maps), max(float(m.max()) for m in maps))
+
+def nearest_good(det, res: dict, idxs) -> dict:
+    "{index: path of the nearest good training image, or None} for the test images `idxs` of `res` (`score_dataset`'s results)."
+    nearest = res.get('nearest')
+    if nearest is None:
+        rows = score_images(det, [res['paths'][i] for i in idxs], progress=False)
+        return {i: r['nearest'] for i, r in zip(idxs, rows)}
+    index = lambda v: isinstance(v, (int, np.integer)) or torch.is_tensor(v)
+    return {i: det.train_paths[int(nearest[i])] if index(nearest[i]) else nearest[i] for i in idxs}
 
 # %% ../nbs/14_report.ipynb #e3c25508
 _CSS = '''
@@ -68,14 +88,6 @@ th{background:#f4f4f4} td.num{text-align:right;font-variant-numeric:tabular-nums
 _KINDS = dict(FN='missed defect (false negative)', FP='false alarm (false positive)', TP='defect found (true positive)',
               TN='good passed (true negative)')
 
-def _table_html(table: ResultsTable) -> str:
-    "The results table, with its `Mean` row, as an HTML table (numbers right-aligned)."
-    head, rows, nums = table._cells()
-    th = ''.join(f'<th>{html.escape(h)}</th>' for h in head)
-    cell = lambda c, n: f'<td class="num">{html.escape(c)}</td>' if n else f'<td>{html.escape(c)}</td>'
-    trs = [('<tr class="mean">' if k == len(rows) - 1 else '<tr>') + ''.join(map(cell, r, nums)) + '</tr>' for k, r in enumerate(rows)]
-    return f'<table class="results"><thead><tr>{th}</tr></thead><tbody>{"".join(trs)}</tbody></table>'
-
 def _rel(path, root) -> str:
     "`path` relative to `root` when it lies below it, else as it is."
     try: return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
@@ -90,8 +102,7 @@ class Report:
     def add(self, det, ds, metrics: dict, res: dict) -> Report:
         "Add the section of one run: `det` the fitted detector, `ds` its dataset, `metrics` and `res` from `evaluate_detector`."
         y, s = res['labels'].bool(), res['scores'].double()
-        flagged = det.flags(s)
-        cm = dict(TP=int((flagged & y).sum()), FN=int((~flagged & y).sum()), FP=int((flagged & ~y).sum()), TN=int((~flagged & ~y).sum()))
+        cm = confusion_counts(y, det.flags(s))
         self.rows.append(dict(category=ds.name, method=det.label, backbone=det.backbone_name,
                               **{k: metrics.get(k, float('nan')) for k in ('image_auroc', 'pixel_auroc', 'pro', 'f1')},
                               **{'tpr@thr': metrics.get('tpr_at_threshold'), 'tnr@thr': metrics.get('tnr_at_threshold')}))
@@ -130,12 +141,9 @@ class Report:
         "Cards of the `n_gallery` images of `gallery_order`: image | heatmap, score, nearest good image."
         order = gallery_order(res['labels'], res['scores'], det.threshold, self.n_gallery)
         if not order: return ''
-        nearest = res.get('nearest')
-        if nearest is None:  # score_dataset did not keep it: score the few gallery images again
-            near = {str(r['path']): r['nearest'] for r in score_images(det, [res['paths'][i] for i, _ in order], progress=False)}
-            nearest = [near.get(str(p)) for p in res['paths']]
+        nearest = nearest_good(det, res, [i for i, _ in order])
         maps = res.get('maps')
-        lo, hi = det.map_range or ((min(float(m.min()) for m in maps), max(float(m.max()) for m in maps)) if maps else (None, None))
+        lo, hi = display_range(det, maps) if maps else (None, None)
         cards = []
         for i, kind in order:
             path = res['paths'][i]
@@ -146,15 +154,13 @@ class Report:
                 mask = res['masks'][i] if res['labels'][i] else None
                 pic = np.concatenate([pic, heatmap_overlay(im, maps[i].float(), mask, vmin=lo, vmax=hi)], 1)
             score, thr = float(res['scores'][i]), det.threshold
-            norm = float(det.norm(torch.tensor([score]))[0]) if det.norm else float('nan')
-            near = nearest[i] if nearest is not None else None
-            if isinstance(near, (int, np.integer)) or torch.is_tensor(near): near = det.train_paths[int(near)]
+            norm, near = float(det.normalize([score])[0]), nearest[i]
             near_html = ('<div class="near"><img alt="nearest good image" src="{}"><span>nearest good training image:<br>'
                          '<span class="path">{}</span></span></div>').format(png_uri(original_image(near, thumb_size(image_size(near), self.side // 2))),
                                                                       html.escape(_rel(near, ds.root))) if near else ''
             cards.append(f'<div class="card"><img alt="{html.escape(kind)}: image and anomaly map" src="{png_uri(pic)}">'
                          f'<p><span class="kind {kind}">{kind}</span> {_KINDS[kind]}</p>'
-                         f'<p>score <b>{score:.4g}</b> (threshold {thr:.4g}; normalised {norm:.3g}) &middot; {html.escape(str(res["defect_types"][i]))}</p>'
+                         f'<p>score <b>{score:.4g}</b> (threshold {thr:.4g}; norm_score {norm:.3f}) &middot; {html.escape(str(res["defect_types"][i]))}</p>'
                          f'<p class="path">{html.escape(_rel(path, ds.root))}</p>{near_html}</div>')
         n_err = sum(k in ('FN', 'FP') for _, k in order)
         return (f'<h3>Gallery: {n_err} mistakes first, then the decisions nearest the threshold</h3>'
@@ -169,7 +175,11 @@ class Report:
         return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'
                 f'<title>{html.escape(self.title)}</title><style>{_CSS}</style></head><body>'
                 f'<h1>{html.escape(self.title)}</h1><p class="meta">anomaly_fastai {__version__}, {when}</p>'
-                f'<h2>Results</h2>{_table_html(table) if len(table) else ""}\n{body}</body></html>\n')
+                f'<h2>Results</h2>{table.to_html() if len(table) else ""}\n{body}</body></html>\n')
+
+    def _repr_html_(self) -> str:
+        "The page in a notebook, inside a frame so that its style stays its own."
+        return f'<iframe title="{html.escape(self.title)}" style="width:100%;height:640px;border:1px solid #ddd" srcdoc="{html.escape(self.html())}"></iframe>'
 
     def write(self, out_dir, table: Optional[ResultsTable] = None) -> Path:
         "Write `out_dir`/report.html; the table is `table`, else `out_dir`/results.csv when it exists, else the added rows."

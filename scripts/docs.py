@@ -8,11 +8,13 @@
 3. render: `_docs_build/render/`: each page named as nbdev names it (`01_backbones.ipynb` -> `backbones.html`, the name
            the API links in `_modidx.py` use), a sidebar of notebooks only, the maths pre-rendered to MathML (no
            script, no CDN: it renders offline), a `[source]` link with its line on every `show_doc`, then
-           `smalldocs render` into `DEST` (default `docs/`).
+           `smalldocs render` into `DEST` (default `docs/`). The sidebar follows a reader's order (`reader_order`: the
+           tutorial first), figures are shown at their size, photographs as JPEG (`page_figures`), and the warnings the
+           pages explain (`QUIET_WARNINGS`) are not printed into them.
 
 Usage: python scripts/docs.py [--dest docs] [--force] [--n-workers 2]
 """
-import argparse, hashlib, json, os, re, shutil, subprocess, sys, time
+import argparse, base64, hashlib, io, json, os, re, shutil, subprocess, sys, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,6 +121,53 @@ def source_links(md: str, defs: dict) -> str:
         return f'{m.group(1)}[source]({blob}/{f}#L{line}){{target="_blank" style="float:right; font-size:smaller"}}\n\n{m.group(2)}'
     return _HEADING.sub(link, _SOURCE.sub('', md), count=1)
 
+def reader_order(nbs: list[str]) -> list[str]:
+    "Notebook names in the order a reader takes them: tutorials (notebooks that export nothing), the home page, `Detector` and the methods (`@register`), then the rest, each in file order."
+    def kind(name: str) -> int:
+        if name == 'index.ipynb': return 1
+        cells = [''.join(c['source']) for c in json.loads((ROOT/'nbs'/name).read_text())['cells'] if c['cell_type'] == 'code']
+        if not any(re.search(r'^#\|\s*default_exp\s', c, re.M) for c in cells): return 0
+        exported = [c for c in cells if re.search(r'^#\|\s*export\b', c)]
+        return 2 if any('\n@register' in c or re.search(r'^class Detector\b', c, re.M) for c in exported) else 3
+    return sorted(nbs, key=kind)  # stable: file order within each group
+
+# warnings that the pages' prose explains, not printed into them (the executed notebooks keep them)
+QUIET_WARNINGS = ('ThresholdWarning',)
+_WARNING = re.compile(r'^[^\n]*:\d+: (\w+): [^\n]*\n(?:  [^\n]*\n?)*', re.M)  # `file:line: Category: message` and its source lines
+
+def quiet_warnings(outputs: list) -> list:
+    "`outputs` of a cell without the `QUIET_WARNINGS` on stderr (a stream left empty is dropped)."
+    kept = []
+    for o in outputs:
+        if o.get('output_type') == 'stream' and o.get('name') == 'stderr':
+            text = _WARNING.sub(lambda m: '' if m[1] in QUIET_WARNINGS else m[0], ''.join(o['text']))
+            if not text.strip(): continue
+            o = o | dict(text=text)
+        kept.append(o)
+    return kept
+
+def _smaller_jpeg(png: bytes) -> bytes | None:
+    "`png` as a JPEG when that is under half its size (photographs: heatmaps, galleries), else None (plots stay sharp PNGs)."
+    from PIL import Image
+    im = Image.open(io.BytesIO(png)).convert('RGBA')
+    flat, buf = Image.new('RGB', im.size, 'white'), io.BytesIO()
+    flat.paste(im, mask=im.getchannel('A'))  # transparent parts white, as the page shows them
+    flat.save(buf, 'JPEG', quality=85)
+    return buf.getvalue() if buf.tell() < len(png) / 2 else None
+
+def page_figures(outputs: list) -> list:
+    """PNG figures shown at the size Jupyter shows them (execnb saves them at twice it, retina, with that size in the
+    output's metadata), and photographs as JPEG: a page of heatmaps stays well under 1 MB."""
+    for o in outputs:
+        png = o.get('data', {}).get('image/png')
+        if not png: continue
+        raw = base64.b64decode(''.join(png))
+        mime, data = ('image/jpeg', jpg) if (jpg := _smaller_jpeg(raw)) else ('image/png', raw)
+        w = o.get('metadata', {}).get('image/png', {}).get('width')
+        size = f' width="{w}"' if w else ''
+        o['data'] = {'text/html': f'<img src="data:{mime};base64,{base64.b64encode(data).decode()}" class="img-fluid"{size} alt="figure">'}
+    return outputs
+
 def stage():
     "`_proc/` to RENDER: pages under the names API links use, a sidebar of pages only, maths as MathML, own links relative."
     import yaml
@@ -133,6 +182,7 @@ def stage():
         dst = Path(out).with_suffix('.ipynb').name if out else p.name
         names[p.name] = dst
         for c in nb['cells']:
+            if 'outputs' in c: c['outputs'] = page_figures(quiet_warnings(c['outputs']))
             if c['cell_type'] == 'markdown':
                 c['source'] = local(math_to_mathml(source_links(''.join(c['source']), defs)))
             for o in c.get('outputs', []):  # show_doc's docstrings are Markdown outputs
@@ -142,7 +192,7 @@ def stage():
     for f in ('_quarto.yml', 'nbdev.yml', 'styles.css'): shutil.copy2(proc/f, RENDER/f)
     side = yaml.safe_load((proc/'sidebar.yml').read_text())
     contents = side['website']['sidebar']['contents']
-    side['website']['sidebar']['contents'] = [names[c] for c in contents if isinstance(c, str) and c in names]
+    side['website']['sidebar']['contents'] = [names[c] for c in reader_order([c for c in contents if isinstance(c, str) and c in names])]
     (RENDER/'sidebar.yml').write_text(yaml.safe_dump(side, sort_keys=False))
 
 def render(dest: Path):

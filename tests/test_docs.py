@@ -8,8 +8,8 @@ import pytest
 from test_packaging import ROOT, exports
 
 def page_name(nb: str) -> str:
-    "The page nbdev names a notebook (`01_backbones` -> `backbones.html`), the name `_modidx.py` links to."
-    return re.sub(r'^\d+_', '', nb) + '.html'
+    "The page nbdev names a notebook (`01_backbones` -> `backbones.html`, `00a_tutorial` -> `tutorial.html`), the name `_modidx.py` links to."
+    return re.sub(r'^\d+[a-zA-Z0-9]*_', '', nb) + '.html'
 
 @pytest.fixture(scope='module')
 def site(tmp_path_factory) -> Path:
@@ -29,7 +29,11 @@ def test_docs_site_has_a_page_per_module(site):
         assert page.is_file(), f'no docs page {page.name} for module {mod} ({nb}.ipynb)'
         assert len(page.read_text()) > 2000
     pages = {p.name for p in site.glob('*.html')}
-    assert pages == {'index.html'} | {page_name(nb) for nb in exports()}, f'unexpected pages: {sorted(pages)}'  # no nbdev.yml, styles.css pages
+    assert pages == {'index.html', 'tutorial.html'} | {page_name(nb) for nb in exports()}, f'unexpected pages: {sorted(pages)}'  # no nbdev.yml, styles.css pages
+    big = [f'{p.name} {p.stat().st_size / 1e6:.1f} MB' for p in site.glob('*.html') if p.stat().st_size > 1e6]
+    assert not big, f'pages over 1 MB (make their figures smaller): {big}'
+    warned = [p.name for p in site.glob('*.html') if re.search(r'cell-output-stderr">\s*<pre><code>[^<]*ThresholdWarning:', p.read_text())]
+    assert not warned, f'ThresholdWarning printed into {warned}'
 
 def test_docs_pages_show_their_figures_and_math(site):
     for page in ('metrics.html', 'twin.html', 'gradcam.html', 'report.html'):
@@ -106,6 +110,16 @@ def test_site_in_a_browser(site, browser):
                 problems.append(f'{page.name}: link to a missing anchor {href}')
     assert not problems, '\n'.join(problems[:30])
     assert n_img >= 10, f'only {n_img} images on the whole site'
+
+def test_tutorial_first_with_its_figures(site, browser):
+    "The tutorial is the first entry of the sidebar, and its figures (heatmaps, top losses, threshold) load."
+    browser.get((site/'index.html').as_uri())
+    links = browser.execute_script("return Array.from(document.querySelectorAll('#quarto-sidebar a[href]')).map(a => a.href)")
+    assert links and links[0].endswith('/tutorial.html'), links[:3]
+    browser.get((site/'tutorial.html').as_uri())
+    imgs = _images(browser)
+    assert len(imgs) >= 3, f'tutorial.html: {len(imgs)} figures'
+    assert not [i for i in imgs if not (i[1] and i[2] > 0)], imgs
 
 def test_site_figures_are_drawn(site, browser, tmp_path):
     "A screenshot of the first figure of the metrics page shows a picture, not a blank box."
