@@ -172,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--resume', action='store_true', help='continue an interrupted run with the same model: images already scored in predictions.csv are skipped, those that failed are tried again')
     _ray_args(p, 'score on a pool of Ray actors, and write predictions.parquet too')
     p.add_argument('--workers', type=_number(int, 1), help='with --engine ray: scoring actors of one CPU each (default: as many as the cluster has CPUs)')
+    p.add_argument('--cpus-per-worker', dest='cpus_per_worker', type=_number(float, 0, lo_open=True), default=1, help='with --engine ray: CPUs (and ONNX Runtime threads) of each scoring actor (default 1)')
     p = sub.add_parser('bench', help='fit and test on one or more categories; one results table', methods=True)
     _fit_command_args(p, 'bench')
     p = sub.add_parser('export', help='export a saved model to one ONNX or TorchScript file that scores exactly like the library')
@@ -488,13 +489,13 @@ def cmd_predict(args):
     "Score image files with a model folder or an exported .onnx file: the one writer of `anomaly_fastai.runtime`, fed by the fastest engine."
     from anomaly_fastai.distributed import open_model, predict_ray
     from anomaly_fastai.runtime import predict_files
-    _check_engine(args, 'workers')
+    _check_engine(args, 'workers', 'cpus_per_worker')
     check_out(args.out, args.force or args.resume, '' if args.resume else ', or --resume to continue it')  # before any model is read
     eng = open_model(args.model)  # an .onnx file, or a folder's cached export while it is current: no torch at all
     _say(args, eng.describe())
     with contextlib.redirect_stdout(io.StringIO()) if args.quiet else contextlib.nullcontext():  # the writer's summary; errors go to stderr
         if args.engine == 'ray':
-            predict_ray(eng, args.inputs, args.out, args.force, args.bs, not args.no_heatmaps, args.resume, address=args.address, workers=args.workers)
+            predict_ray(eng, args.inputs, args.out, args.force, args.bs, not args.no_heatmaps, args.resume, address=args.address, workers=args.workers, cpus_per_worker=args.cpus_per_worker)
         else: predict_files(eng, args.inputs, args.out, args.force, args.bs, not args.no_heatmaps, args.resume)
 
 # %% ../nbs/09_cli.ipynb #e8fd55ad

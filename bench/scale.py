@@ -6,8 +6,8 @@
 Per method (fitted with its defaults on bottle's good images, exported to .onnx; the runs score that file):
 - the images: the shared test and training sets (bottle and Magnetic Tile), hard-linked under new names up to `--n-images`;
 - `anomaly-fastai predict --no-heatmaps` as a whole process (start-up included): local (this process, ONNX Runtime, 2 threads),
-  `--engine ray --workers 1` and `--workers 2` on a local Ray instance of 2 CPUs started by the command (Ray's start and stop
-  included), and `--engine ray --address` on a cluster of two Ray nodes of one CPU each on this machine
+  `--engine ray` with 1 worker of 1 CPU, 1 of 2 CPUs, 2 of 1 CPU on a local Ray instance started by the command (Ray's start
+  and stop included), and `--engine ray --address` on a cluster of two Ray nodes of one CPU each on this machine
   (`ray.cluster_utils.Cluster`, started before the timing); wall seconds, images/s, and whether predictions.csv equals the local
   run's byte for byte;
 - Ray's fixed cost: `--engine ray --workers 1` on 8 images;
@@ -18,7 +18,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from speed import cli_path, commit
+from speed import cli_path, commit, section
 
 def images(data: Path, n: int, folder: Path) -> Path:
     "`n` image files in `folder`: the shared sets' images, repeated under new names (hard links)."
@@ -79,12 +79,13 @@ def main():
             nonlocal ref
             text = (out/'predictions.csv').read_text()
             ref = ref if ref is not None else text
-            rows.append(dict(method=method, images=n_img, run=run, workers=workers, nodes=nodes, wall_s=round(wall, 1),
+            rows.append(dict(category='bottle', method=method, images=n_img, run=run, workers=workers, nodes=nodes, wall_s=round(wall, 1),
                              img_s=round(n_img / wall, 1), same_csv_as_local=text == ref if n_img == n else ''))
             print(rows[-1], flush=True)
         add('predict (local)', '', 1, timed([*predict, '--out', d/'local', folder]), d/'local')
-        for w in (1, 2):
-            add(f'predict --engine ray --workers {w}', w, 1, timed([*predict, '--engine', 'ray', '--workers', w, '--out', d/f'ray{w}', folder]), d/f'ray{w}')
+        for w, c in ((1, 1), (1, 2), (2, 1)):
+            add(f'predict --engine ray --workers {w} --cpus-per-worker {c}', w, 1,
+                timed([*predict, '--engine', 'ray', '--workers', w, '--cpus-per-worker', c, '--out', d/f'ray{w}x{c}', folder]), d/f'ray{w}x{c}')
         cluster = Cluster(initialize_head=True, head_node_args=dict(num_cpus=1, include_dashboard=False))
         try:
             cluster.add_node(num_cpus=1); cluster.wait_for_nodes()
@@ -92,17 +93,17 @@ def main():
         finally: cluster.shutdown()
         add('Ray fixed cost: --workers 1 on 8 images', 1, 1, timed([*predict, '--engine', 'ray', '--workers', 1, '--out', d/'few_out', few]), d/'few_out', 8)
         k = killed_run(d/'model.onnx', folder, d/'killed')
-        rows.append(dict(method=method, images=n, run=f'2 workers, one actor killed at {k.get("rows_then", "-")} rows', workers=2, nodes=1,
+        rows.append(dict(category='bottle', method=method, images=n, run=f'2 workers, one actor killed at {k.get("rows_then", "-")} rows', workers=2, nodes=1,
                          wall_s=round(k['wall'], 1), img_s=round(n / k['wall'], 1),
                          same_csv_as_local=(d/'killed'/'predictions.csv').read_text() == ref, rows=k['rows'], distinct_paths=k['distinct']))
         print(rows[-1], flush=True)
-    import pandas as pd
-    df = pd.DataFrame(rows)
-    df.to_csv(a.out + '.csv', index=False)
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    with open(a.out + '.csv', 'w', newline='') as f:
+        w = csv.DictWriter(f, cols); w.writeheader(); w.writerows(rows)
     head = (f'# Scoring on Ray\n\n`python bench/scale.py {" ".join(sys.argv[1:])}` at commit `{commit()}`, {time.strftime("%Y-%m-%d")}, '
             f'{os.cpu_count()} CPUs. Whole processes, `--no-heatmaps`, the exported .onnx of each method fitted on bottle; '
             'images: the shared sets repeated under new names.\n\n')
-    Path(a.out + '.md').write_text(head + df.to_markdown(index=False) + '\n')
+    Path(a.out + '.md').write_text(head + section(rows, cols))
     print(Path(a.out + '.md').read_text())
 
 if __name__ == '__main__': main()
