@@ -68,10 +68,20 @@ def reweighted_score(d_star: Tensor, m_test: Tensor, support: Tensor) -> Tensor:
     return (1 - torch.exp(d_star - dist.logsumexp(1))) * d_star
 
 class PatchMemory:
-    "PatchCore's memory bank: patch embeddings (n, D) with the training image each came from; nearest-neighbour search and the image score (Eq. 7)."
-    def __init__(self, bank: Tensor, sources: Tensor, num_neighbors: int = 9, search: str = 'torch'):
-        self.bank, self.sources, self.num_neighbors = bank, sources, num_neighbors
-        self.nn = NearestNeighbours('euclidean', backend=search).fit(bank)
+    """PatchCore's memory bank: patch embeddings (n, D) with the training image each came from; nearest-neighbour search and
+    the image score (Eq. 7). With `search='faiss-ivfpq'` the compressed index built from `bank` (or given: `index`, a
+    fitted `NearestNeighbours`) replaces it: `bank` is None and `rows` reads the reconstructed rows."""
+    def __init__(self, bank: Tensor | None, sources: Tensor, num_neighbors: int = 9, search: str = 'torch',
+                 index: NearestNeighbours | None = None):
+        self.sources, self.num_neighbors = sources, num_neighbors
+        self.nn = index or NearestNeighbours('euclidean', backend=search).fit(bank)
+        self.bank = None if self.nn.backend == 'faiss-ivfpq' else bank
+
+    def __len__(self): return self.nn.size
+
+    def rows(self, i: Tensor) -> Tensor:
+        "Bank rows `i` (any shape) -> (*i.shape, D): the bank's, or the index's reconstruction of them."
+        return self.bank[i] if self.bank is not None else self.nn.vectors(i)
 
     def nearest(self, q: Tensor, k: int = 1, exclude: Optional[int] = None) -> tuple[Tensor, Tensor]:
         "Distances and bank indices (M, k) of the `k` nearest bank rows of `q` (M, D) that do not come from training image `exclude`."
@@ -79,7 +89,7 @@ class PatchMemory:
         def others_first(d, i):  # the first k rows from other images, in distance order
             first = (self.sources[i] != exclude).int().argsort(dim=1, descending=True, stable=True)[:, :k]
             return d.gather(1, first), i.gather(1, first)
-        n, own = len(self.bank), int((self.sources == exclude).sum())
+        n, own = len(self), int((self.sources == exclude).sum())
         d, i = self.nn.search(q, min(k + 8, n))
         short = (self.sources[i] != exclude).sum(1) < k
         d, i = others_first(d, i)
@@ -93,10 +103,10 @@ class PatchMemory:
         d, i = d.view(B, P), i.view(B, P)
         rows, worst = torch.arange(B, device=d.device), d.argmax(1)
         d_star, m_test, m_star = d[rows, worst], patches[rows, worst].float(), i[rows, worst]
-        b = min(self.num_neighbors, len(self.bank) - (0 if exclude is None else int((self.sources == exclude).sum())))
+        b = min(self.num_neighbors, len(self) - (0 if exclude is None else int((self.sources == exclude).sum())))
         if b > 1:
-            _, support = self.nearest(self.bank[m_star], b, exclude)
-            d_star = reweighted_score(d_star, m_test, self.bank[support])
+            _, support = self.nearest(self.rows(m_star), b, exclude)
+            d_star = reweighted_score(d_star, m_test, self.rows(support))
         return dict(scores=d_star, patch_distances=d)
 
 # %% ../nbs/10_patch.ipynb #c6750856
@@ -106,9 +116,12 @@ class PatchCoreScoring(nn.Module):
         super().__init__()
         self.taps = feature_taps(det.backbone, ('stride8', 'stride16'))
         self.dim, self.size, mem = det.dim, tuple(det.pre.input_size), det.memory
-        self.search = BankSearch(mem.bank, det.search, mem.nn)
-        self.b = min(mem.num_neighbors, len(mem.bank))
-        if self.b > 1: store_buffer(self, 'support', mem.nearest(mem.bank, self.b)[1])  # the b nearest bank rows of each bank row
+        self.search = BankSearch(mem.bank, mem.nn.backend, mem.nn)
+        self.b = min(mem.num_neighbors, len(mem))
+        # the b nearest bank rows of each bank row, found once; a compressed bank (faiss-ivfpq) searches them for m* only
+        # (an (n, b) int64 buffer would outweigh its index)
+        self.support_search = self.b > 1 and mem.bank is None
+        if self.b > 1 and not self.support_search: store_buffer(self, 'support', mem.nearest(mem.bank, self.b)[1])
         store_buffer(self, 'sources', mem.sources)
         self.n_images = max(len(det.train_paths), int(mem.sources.max()) + 1)
 
@@ -124,7 +137,9 @@ class PatchCoreScoring(nn.Module):
         d_star = d.gather(1, worst)[:, 0]
         if self.b > 1:
             m_test = p.gather(1, worst[:, :, None].expand(B, 1, D))[:, 0]
-            d_star = reweighted_score(d_star, m_test, float_buffer(self.search, 'bank')[self.support[i.gather(1, worst)[:, 0]]])
+            m_star = i.gather(1, worst)[:, 0]
+            support = self.search.neighbours(self.search.rows(m_star), self.b) if self.support_search else self.support[m_star]
+            d_star = reweighted_score(d_star, m_test, self.search.rows(support))
         votes = torch.zeros_like(d[:, :1]).repeat(1, self.n_images).scatter_add(1, self.sources[i], torch.ones_like(d))
         return d_star, anomaly_maps(d.view(B, h, w), size), votes.argmax(1)
 
@@ -140,7 +155,7 @@ class PatchCoreDetector(FeatureMapDetector):
                  coreset: float = 0.1,  # share of patches kept in the memory bank
                  dim: int = 128,  # patch embedding size
                  num_neighbors: int = 9,  # bank neighbours of the image-score re-weighting (Eq. 7)
-                 search: str = 'torch',  # nearest-neighbour backend: torch (exact), faiss (exact), faiss-ivf, faiss-hnsw (approximate)
+                 search: str = 'torch',  # nearest-neighbour backend: torch (exact), faiss (exact), faiss-ivf, faiss-hnsw (approximate), faiss-ivfpq (approximate, compressed bank: about 1/10 of its memory)
                  loo_images: int = 64,  # training images scored leave-one-out for the threshold
                  **kw):
         if not 0 < coreset <= 1: raise ValueError(f'coreset must be in (0, 1] (the share of patches kept in the bank), got {coreset}')
@@ -158,6 +173,7 @@ class PatchCoreDetector(FeatureMapDetector):
 
     def _set_memory(self, bank: Tensor, sources: Tensor):
         self.memory = PatchMemory(bank.half().float(), sources, self.num_neighbors, self.search)  # the float16 bank is what is saved
+        # (faiss-ivfpq: its index, built from the float16 bank, is saved and kept instead of the bank)
 
     @torch.inference_mode()
     def _fit(self, ds, bs, progress):
@@ -183,9 +199,15 @@ class PatchCoreDetector(FeatureMapDetector):
 
     def _scoring_module(self) -> PatchCoreScoring: return PatchCoreScoring(self).to(self.device)
 
-    def _state(self): return dict(bank=self.memory.bank.half(), sources=self.memory.sources, map_range=torch.tensor(self.map_range))
+    def _state(self):
+        m = self.memory
+        bank = dict(bank=m.bank.half()) if m.bank is not None else dict(index=m.nn.index_bytes())  # faiss-ivfpq: the index
+        return bank | dict(sources=m.sources, map_range=torch.tensor(self.map_range))
     def _load_state(self, st):
-        self._set_memory(st['bank'].to(self.device), st['sources'].to(self.device))
+        if 'index' in st:
+            nn_ = NearestNeighbours.from_bytes(st['index'], 'euclidean', self.search, device=self.device)
+            self.memory = PatchMemory(None, st['sources'].to(self.device), self.num_neighbors, self.search, index=nn_)
+        else: self._set_memory(st['bank'].to(self.device), st['sources'].to(self.device))
         self.map_range = tuple(st['map_range'].tolist())
 
 # %% ../nbs/10_patch.ipynb #a67f5f06

@@ -4,16 +4,16 @@
 
 # %% ../nbs/05_scoring.ipynb #05689019
 from __future__ import annotations
-import heapq, math
+import heapq, math, warnings
 import numpy as np, torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from fastprogress.fastprogress import progress_bar
 
 # %% auto #0
-__all__ = ['SCORERS', 'NearestNeighbours', 'store_buffer', 'float_buffer', 'nearest_rows', 'BankSearch', 'greedy_coreset',
-           'Scorer', 'KNNScorer', 'LOFScorer', 'MahalanobisScorer', 'get_scorer', 'CosineKNN', 'mahalanobis',
-           'MahalanobisScore', 'LOFScore', 'threshold_at_frr']
+__all__ = ['SCORERS', 'ivfpq_shape', 'NearestNeighbours', 'store_buffer', 'float_buffer', 'nearest_rows', 'BankSearch',
+           'greedy_coreset', 'Scorer', 'KNNScorer', 'LOFScorer', 'MahalanobisScorer', 'get_scorer', 'CosineKNN',
+           'mahalanobis', 'MahalanobisScore', 'LOFScore', 'threshold_at_frr']
 
 # %% ../nbs/05_scoring.ipynb #bdf8d52a
 def _faiss():
@@ -24,29 +24,43 @@ def _faiss():
                           "(or `pip install anomaly-fastai[faiss]`)") from e
     return faiss
 
+def ivfpq_shape(n: int, d: int) -> tuple[int, int, int]:
+    """The `(nlist, m, nbits)` of the 'faiss-ivfpq' index of `n` vectors of `d` dims: about sqrt(n) lists of >= 39 vectors
+    (as 'faiss-ivf'); `m` sub-vectors of about 4 dims (the largest divisor of d up to d / 4), each coded on `nbits` = 8 bits,
+    fewer when n is under 39 x 256 (k-means wants >= 39 vectors per centroid): 1 byte per 4 dims of 16 float32 bytes."""
+    nlist = max(1, min(round(math.sqrt(n)), n // 39))
+    m = max(k for k in range(1, max(1, d // 4) + 1) if d % k == 0)
+    nbits = min(8, int(math.log2(n / 39))) if n >= 78 else 1
+    return nlist, m, nbits
+
 class NearestNeighbours:
     """k-NN search of query vectors in a bank of vectors: exact and chunked on the bank's device (`backend='torch'`),
-    exact with faiss ('faiss') or approximate with a faiss IVF ('faiss-ivf') or HNSW ('faiss-hnsw') index."""
+    exact with faiss ('faiss'), approximate with a faiss IVF ('faiss-ivf') or HNSW ('faiss-hnsw') index, or approximate
+    over a compressed bank ('faiss-ivfpq': IVF + product quantization, the bank is not kept)."""
     metrics = ('cosine', 'euclidean')
-    backends = ('torch', 'faiss', 'faiss-ivf', 'faiss-hnsw')
+    backends = ('torch', 'faiss', 'faiss-ivf', 'faiss-hnsw', 'faiss-ivfpq')
 
     def __init__(self, metric: str = 'cosine', q_chunk: int = 1024, b_chunk: int = 65536, backend: str = 'torch',
-                 nlist: int | None = None, nprobe: int = 8, hnsw_m: int = 32, ef_search: int = 64, seed: int = 0):
+                 nlist: int | None = None, nprobe: int = 8, hnsw_m: int = 32, ef_search: int = 64, seed: int = 0,
+                 pq_m: int | None = None, pq_nbits: int | None = None):
         if metric not in self.metrics: raise ValueError(f'metric must be one of {self.metrics}, not {metric!r}')
         if backend not in self.backends: raise ValueError(f'backend must be one of {self.backends}, not {backend!r}')
         if backend != 'torch': _faiss()  # fail before any bank is built
         self.metric, self.q_chunk, self.b_chunk, self.backend = metric, q_chunk, b_chunk, backend
         self.nlist, self.nprobe, self.hnsw_m, self.ef_search, self.seed = nlist, nprobe, hnsw_m, ef_search, seed
+        self.pq_m, self.pq_nbits = pq_m, pq_nbits
 
     def _prep(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.as_tensor(x).float()
         return F.normalize(x, dim=1) if self.metric == 'cosine' else x
 
     def fit(self, bank: torch.Tensor) -> 'NearestNeighbours':
-        "Use `bank` (N, D) as the reference set; a faiss index is rebuilt from it, so `bank` is all a method saves."
+        """Use `bank` (N, D) as the reference set. A faiss index is rebuilt from it, so `bank` is all a method saves, except
+        for 'faiss-ivfpq', whose index replaces the bank (save `index_bytes()`, load with `from_bytes`)."""
         if bank.ndim != 2 or len(bank) == 0: raise ValueError(f'bank must be a non-empty (N, D) tensor, got shape {tuple(bank.shape)}')
+        if self.backend == 'faiss-ivfpq' and len(bank) < 2: raise ValueError(f'faiss-ivfpq needs a bank of at least 2 vectors, got {len(bank)}')
         bank = self._prep(bank)
-        self.size, self.device = len(bank), bank.device
+        self.size, self.dim, self.device = *bank.shape, bank.device
         if self.backend == 'torch': self.bank, self._sq = bank, (bank ** 2).sum(1)
         else: self.index = self._faiss_index(np.ascontiguousarray(bank.cpu().numpy()))
         return self
@@ -60,12 +74,48 @@ class NearestNeighbours:
             index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, nlist)
             index.cp.seed = self.seed  # k-means sampling and start: the same bank gives the same index
             index.train(bank)
+        elif self.backend == 'faiss-ivfpq':
+            nlist, m, nbits = (a or b for a, b in zip((self.nlist, self.pq_m, self.pq_nbits), ivfpq_shape(n, d)))
+            if d % m: raise ValueError(f'pq_m must divide the vector size {d}, got {m}')
+            index = faiss.IndexIVFPQ(faiss.IndexFlatL2(d), d, nlist, m, nbits)
+            index.cp.seed, index.pq.cp.seed = self.seed, self.seed  # both k-means (lists, codebooks) are seeded
+            index.pq.cp.niter = 10  # faiss's 25 take 2.4x the time for 1 % less reconstruction error (bottle's bank)
+            index.use_precomputed_table = -1  # the table (nlist x m x 2^nbits floats) can outweigh the codes
+            index.train(bank)
         else: index = faiss.IndexHNSWFlat(d, self.hnsw_m)
         threads = faiss.omp_get_max_threads()
         if self.backend == 'faiss-hnsw': faiss.omp_set_num_threads(1)  # parallel inserts make the graph vary run to run
         try: index.add(bank)
         finally: faiss.omp_set_num_threads(threads)
+        if self.backend == 'faiss-ivfpq':
+            index.make_direct_map()  # row -> (list, offset), 8 bytes a row: `vectors`
+            index.nprobe = min(self.nprobe, index.nlist)  # saved with the index: its bytes do not change at the first search
         return index
+
+    def index_bytes(self) -> torch.Tensor:
+        "The fitted faiss index, serialised (uint8): what 'faiss-ivfpq' saves instead of the bank, and its size in memory."
+        if self.backend == 'torch': raise ValueError("index_bytes: backend 'torch' has no index (its bank is the state)")
+        return torch.from_numpy(_faiss().serialize_index(self.index))
+
+    @classmethod
+    def from_bytes(cls, data, metric: str = 'cosine', backend: str = 'faiss-ivfpq', device=None, **kw) -> 'NearestNeighbours':
+        "A fitted search from `index_bytes()` (tensor or array) of one with the same `metric` and `backend`; results on `device` (default: `data`'s)."
+        faiss, nn_ = _faiss(), cls(metric, backend=backend, **kw)
+        if backend == 'torch': raise ValueError("from_bytes: backend 'torch' has no index, fit it on its bank")
+        tensor = isinstance(data, torch.Tensor)
+        nn_.index = faiss.deserialize_index(np.ascontiguousarray(data.cpu().numpy() if tensor else data), faiss.IO_FLAG_SKIP_PRECOMPUTE_TABLE)
+        if backend == 'faiss-ivfpq': nn_.index.use_precomputed_table = -1
+        nn_.size, nn_.dim = nn_.index.ntotal, nn_.index.d
+        nn_.device = torch.device(device) if device is not None else data.device if tensor else torch.device('cpu')
+        return nn_
+
+    def vectors(self, idx: torch.Tensor) -> torch.Tensor:
+        """Bank rows `idx` (any shape) -> (*idx.shape, D) float32, as searched (unit vectors for cosine): the bank's rows,
+        or for 'faiss-ivfpq' their reconstruction from the codes (what its distances are measured to)."""
+        if self.backend == 'torch': return self.bank[idx.to(self.device)]
+        if self.backend == 'faiss-ivf': raise ValueError("vectors: the 'faiss-ivf' index keeps no map from rows to lists; index the bank")
+        v = self.index.reconstruct_batch(np.ascontiguousarray(idx.flatten().cpu().numpy().astype(np.int64)))
+        return torch.from_numpy(v).view(*idx.shape, self.dim).to(self.device)
 
     def _torch_search(self, queries, k):
         cosine = self.metric == 'cosine'
@@ -94,7 +144,7 @@ class NearestNeighbours:
 
     def _faiss_search(self, queries, k):
         faiss, q = _faiss(), np.ascontiguousarray(queries.cpu().numpy())
-        if self.backend == 'faiss-ivf': self.index.nprobe = min(self.nprobe, self.index.nlist)
+        if self.backend in ('faiss-ivf', 'faiss-ivfpq'): self.index.nprobe = min(self.nprobe, self.index.nlist)
         if self.backend == 'faiss-hnsw': self.index.hnsw.efSearch = max(self.ef_search, k)
         d2, idx = self.index.search(q, k)
         short = np.flatnonzero((idx < 0).any(1))
@@ -145,26 +195,70 @@ def nearest_rows(q: Tensor, bank: Tensor, bank_sq: Tensor, q_chunk: int = 256, b
         ds.append((best + (qc * qc).sum(-1)).clamp_min(0).sqrt()); idx.append(best_i)
     return torch.cat(ds, 1), torch.cat(idx, 1)
 
+def _tracing() -> bool: return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+
 class BankSearch(nn.Module):
     """The nearest row of a fixed `bank` (N, D) for query sets (B, M, D) -> distances (B, M), indices (B, M): exact
     (`nearest_rows`, traceable); eagerly with faiss when `backend` is a faiss backend of `NearestNeighbours` (`index`:
-    a fitted one to reuse), while the traced graph keeps the exact search over the same bank."""
-    def __init__(self, bank: Tensor, backend: str = 'torch', index: NearestNeighbours | None = None):
+    a fitted one to reuse), while the traced graph keeps the exact search over the same bank. With 'faiss-ivfpq' the
+    fitted `index` is the bank (`bank` is not used, no buffer holds it) and the traced graph searches its
+    reconstruction exactly."""
+    def __init__(self, bank: Tensor | None, backend: str = 'torch', index: NearestNeighbours | None = None):
         super().__init__()
         if backend not in NearestNeighbours.backends: raise ValueError(f'backend must be one of {NearestNeighbours.backends}, not {backend!r}')
-        store_buffer(self, 'bank', bank); store_buffer(self, 'bank_sq', (bank.float() ** 2).sum(1))
-        self.backend, self._index = backend, index
+        self.backend, self._index, self._exact = backend, index, None
+        if backend == 'faiss-ivfpq':
+            if index is None or index.backend != backend: raise ValueError('BankSearch: faiss-ivfpq needs the fitted index (`index`), which holds the bank')
+            self.size, self.dim = index.size, index.dim
+        else:
+            store_buffer(self, 'bank', bank); store_buffer(self, 'bank_sq', (bank.float() ** 2).sum(1))
+            self.size, self.dim = bank.shape
 
-    def __getstate__(self): return {**self.__dict__, '_index': None}  # a copy rebuilds its faiss index on first use
+    def __getstate__(self):  # a copy rebuilds its faiss index on first use: from the bank, or from the index's bytes
+        return {**self.__dict__, '_index': None, '_exact': None} | ({'_index_bytes': self._nn().index_bytes().numpy()} if self.backend == 'faiss-ivfpq' else {})
+
+    def _nn(self) -> NearestNeighbours:
+        if self.backend == 'faiss-ivfpq':
+            if self._index is None: self._index = NearestNeighbours.from_bytes(self._index_bytes, 'euclidean', self.backend)
+        elif self._index is None or self._index.device != self.bank.device:
+            self._index = NearestNeighbours('euclidean', backend=self.backend).fit(float_buffer(self, 'bank'))
+        return self._index
+
+    def _faiss(self) -> bool:
+        "Search with faiss: a faiss backend, eagerly (a traced graph searches exactly)."
+        return self.backend != 'torch' and not _tracing()
+
+    def exact_bank(self) -> tuple[Tensor, Tensor]:
+        """The bank (N, D) and its squared norms (N,), float32, of the exact search: the buffers, or for 'faiss-ivfpq' the
+        vectors reconstructed from the index (made at each call, and kept while tracing: constants of the traced graph)."""
+        if self.backend != 'faiss-ivfpq': return float_buffer(self, 'bank'), float_buffer(self, 'bank_sq')
+        if self._exact is not None: return self._exact
+        v = self._nn().index.reconstruct_n(0, self.size)
+        with warnings.catch_warnings():  # constants of the trace, by design
+            warnings.simplefilter('ignore', torch.jit.TracerWarning)
+            exact = torch.from_numpy(v), torch.from_numpy(np.einsum('nd,nd->n', v, v))
+        if _tracing(): self._exact = exact  # one copy in the graph, however many times the trace reads them
+        return exact
+
+    def rows(self, i: Tensor) -> Tensor:
+        "Bank rows `i` (any shape) -> (*i.shape, D) float32; with 'faiss-ivfpq' eagerly read from the index (its reconstruction)."
+        if self.backend == 'faiss-ivfpq':
+            if self._faiss(): return self._nn().vectors(i).to(i.device)
+            return self.exact_bank()[0][i]
+        return float_buffer(self, 'bank')[i]
+
+    def neighbours(self, v: Tensor, k: int) -> Tensor:
+        "Indices (B, k) of the `k` nearest bank rows of vectors `v` (B, D), nearest first (faiss eagerly, exact when traced)."
+        if self._faiss(): return self._nn().search(v, k)[1].to(v.device)
+        bank, sq = self.exact_bank()
+        return (sq - 2 * v @ bank.T).topk(k, dim=1, largest=False).indices
 
     def forward(self, q: Tensor) -> tuple[Tensor, Tensor]:
-        if self.backend != 'torch' and not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
-            if self._index is None or self._index.device != self.bank.device:
-                self._index = NearestNeighbours('euclidean', backend=self.backend).fit(float_buffer(self, 'bank'))
+        if self._faiss():
             B, M, D = q.shape
-            d, i = self._index.search(q.reshape(-1, D), 1)
+            d, i = self._nn().search(q.reshape(-1, D), 1)
             return d.view(B, M).to(q.device), i.view(B, M).to(q.device)
-        return nearest_rows(q, float_buffer(self, 'bank'), float_buffer(self, 'bank_sq'))
+        return nearest_rows(q, *self.exact_bank())
 
 # %% ../nbs/05_scoring.ipynb #d8ed0c17
 def _project(x: torch.Tensor, proj_dim: int | None, g: torch.Generator, batch: int = 65536) -> torch.Tensor:
