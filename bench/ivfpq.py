@@ -99,20 +99,23 @@ def one_run(a):
     else: torch.save(dict(bank=det.memory.bank, sources=det.memory.sources), a.one['bank_file'])
     for r in rows: emit_row(r | extra | dict(peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
 
-def markdown(rows, a) -> str:
-    def fmt(v):
+def markdown(rows, a, run=None) -> str:
+    "The results table; `run`: (command, commit, date) of the run, when the table is rewritten later (`--notes-only`)."
+
+    def fmt(c, v):
+        if isinstance(v, float) and c in ('bank_rows', 'nlist', 'pq_m', 'pq_nbits', 'nprobe'): return str(int(v))
         if isinstance(v, float): return f'{v:.4f}' if abs(v) < 10 else f'{v:.1f}'
         return '' if v is None else str(v)
     head = ['|' + '|'.join(COLUMNS) + '|', '|' + '|'.join(':---' if c in ('category', 'search', 'scored_by', 'input', 'device') else '---:' for c in COLUMNS) + '|']
-    body = ['|' + '|'.join(fmt(r.get(c)) for c in COLUMNS) + '|' for r in rows]
-    cmd = ' '.join(['.venv/bin/python bench/ivfpq.py'] + sys.argv[1:])
+    body = ['|' + '|'.join(fmt(c, r.get(c)) for c in COLUMNS) + '|' for r in rows]
+    cmd, sha, day = run or (' '.join(['.venv/bin/python bench/ivfpq.py'] + sys.argv[1:]), commit(), date.today())
     return '\n'.join([
         '# PatchCore: compressed bank (faiss-ivfpq) against the exact search', '',
-        f'`{cmd}` at commit `{commit()}`, {date.today()}, on {device_name()} '
+        f'`{cmd}` at commit `{sha}`, {day}, on {next((r["device"] for r in rows if r.get("device")), device_name())} '
         f'(torch {torch.__version__}, faiss {__import__("faiss").__version__}); torch and faiss {a.threads} threads; MobileNetV2, '
         f'default geometry (short side {a.size}), PatchCore defaults (coreset 0.1, num_neighbors 9); each search fitted in its own process. '
         'score_s: `evaluate_detector` over the whole test set (batches of 8), with the engine in scored_by.', '',
-        *head, *body, '', NOTES])
+        *head, *body, '', NOTES, *a.note])
 
 NOTES = """Notes
 - bank_f32_mb: the coreset bank as float32 (rows x 128 x 4 bytes; the torch detector saves it as float16, half that);
@@ -133,9 +136,18 @@ def main():
     ap.add_argument('--threads', type=int, default=2, help='torch and faiss threads')
     ap.add_argument('--searches', default='torch,faiss-ivfpq')
     ap.add_argument('--quality-images', type=int, default=100, help='recall on at most about this many test images, spread over the test set (default 100)')
+    ap.add_argument('--note', action='append', default=[], help='a line for the notes under the table')
+    ap.add_argument('--notes-only', action='store_true', help='rewrite the markdown from the CSV (with the --note lines) and stop')
     ap.add_argument('--one', type=json.loads, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one: return one_run(a)
+    if a.notes_only:
+        import pandas as pd, re
+        out = Path(a.out)
+        rows = [{k: v for k, v in r.items() if v == v} for r in pd.read_csv(out.with_suffix('.csv')).to_dict('records')]
+        run = re.search(r'^`(.*?)` at commit `(.*?)`, (\S+), on', out.with_suffix('.md').read_text(), re.M).groups()
+        out.with_suffix('.md').write_text(markdown(rows, a, run) + '\n')
+        return
     rows, out, tmp = [], Path(a.out), Path(tempfile.mkdtemp(prefix='bench-ivfpq-'))
     for ds in a.datasets.split(','):
         for search in a.searches.split(','):  # torch first: its run saves the exact bank that the recall is measured against
