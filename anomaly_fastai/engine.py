@@ -4,7 +4,7 @@
 
 # %% ../nbs/17_engine.ipynb #2b1a3565
 from __future__ import annotations
-import os, sys, warnings
+import json, os, sys, warnings
 from pathlib import Path
 import numpy as np, torch
 from .runtime import CACHE_FILE, Engine, Session, cached_session, model_id
@@ -13,7 +13,7 @@ from .saving import load_detector
 from .export import export_metadata, onnx_bytes
 
 # %% auto #0
-__all__ = ['ENGINES', 'TorchEngine', 'onnx_session', 'engine_for', 'load_engine']
+__all__ = ['ENGINES', 'COMPRESSED_SEARCHES', 'TorchEngine', 'onnx_session', 'engine_for', 'load_engine']
 
 # %% ../nbs/17_engine.ipynb #07a29655
 class TorchEngine(Engine):
@@ -50,25 +50,35 @@ def onnx_session(det: Detector, cache_dir=None, threads: int | None = None) -> S
 
 # %% ../nbs/17_engine.ipynb #4bea1623
 ENGINES = ('auto', 'onnxruntime', 'torch')
+COMPRESSED_SEARCHES = ('faiss-ivfpq',)  # their export searches the decompressed bank exactly: 'auto' keeps them in torch, compressed
 
 def _has_ort() -> bool:
     try: import onnxruntime, onnx
     except ImportError: return False
     return True
 
+def _compressed(params: dict | None) -> bool:
+    "Whether a detector of these constructor `params` (tiled: its inner detector's) keeps its bank compressed."
+    return bool(params) and (params.get('search') in COMPRESSED_SEARCHES or _compressed(params.get('inner_params')))
+
 def engine_for(det: Detector, engine: str = 'auto', cache_dir=None, threads: int | None = None) -> Engine:
     """The engine that scores with the fitted `det`: 'onnxruntime' (its module exported in memory, cached in `cache_dir`),
-    'torch', or 'auto': ONNX Runtime when onnx and onnxruntime are installed and `det` is on the CPU, torch otherwise
-    (and when the export fails, with a warning that says why)."""
+    'torch', or 'auto': ONNX Runtime when onnx and onnxruntime are installed, `det` is on the CPU and its bank is not
+    compressed (`COMPRESSED_SEARCHES`), torch otherwise (and when the export fails, with a warning that says why)."""
     if engine not in ENGINES: raise ValueError(f'engine: expected one of {", ".join(ENGINES)}, got {engine!r}')
     source, mid = (str(Path(cache_dir).resolve()), model_id(cache_dir)) if cache_dir is not None else ('', None)
-    if engine == 'torch' or (engine == 'auto' and (det.device.type != 'cpu' or not _has_ort())):
+    if engine == 'torch' or (engine == 'auto' and (det.device.type != 'cpu' or _compressed(det.params) or not _has_ort())):
         return TorchEngine(det, source, mid)
     try: return onnx_session(det, cache_dir, threads)
     except RuntimeError as e:
         if engine == 'onnxruntime': raise
         warnings.warn(f'scoring with torch: the ONNX export failed ({e})')
         return TorchEngine(det, source, mid)
+
+def _params(model_dir: Path) -> dict:
+    "The constructor parameters in a model folder's config.json ({} when unreadable: `load_detector` says why)."
+    try: return json.loads((model_dir/'config.json').read_text())['params']
+    except (OSError, ValueError, KeyError, TypeError): return {}
 
 def load_engine(model, engine: str = 'auto', device=None, threads: int | None = None) -> Engine:
     """An engine for `model`: an .onnx file (ONNX Runtime), or a model folder: its cached export when it is still this
@@ -77,6 +87,7 @@ def load_engine(model, engine: str = 'auto', device=None, threads: int | None = 
     if p.suffix.lower() == '.onnx' and not p.is_dir():
         if engine == 'torch': raise ValueError(f'{p}: an exported .onnx file runs in ONNX Runtime; engine torch needs a model folder')
         return Session(p, threads)
-    if engine in ('auto', 'onnxruntime') and (device is None or torch.device(device).type == 'cpu') and (s := cached_session(p, threads)):
+    if ((engine == 'onnxruntime' or engine == 'auto' and not _compressed(_params(p))) and (device is None or torch.device(device).type == 'cpu')
+        and (s := cached_session(p, threads))):
         return s
     return engine_for(load_detector(p, device=device), engine, cache_dir=p, threads=threads)

@@ -72,9 +72,9 @@ class PatchMemory:
     the image score (Eq. 7). With `search='faiss-ivfpq'` the compressed index built from `bank` (or given: `index`, a
     fitted `NearestNeighbours`) replaces it: `bank` is None and `rows` reads the reconstructed rows."""
     def __init__(self, bank: Tensor | None, sources: Tensor, num_neighbors: int = 9, search: str = 'torch',
-                 index: NearestNeighbours | None = None):
+                 index: NearestNeighbours | None = None, nprobe: int = 8):
         self.sources, self.num_neighbors = sources, num_neighbors
-        self.nn = index or NearestNeighbours('euclidean', backend=search).fit(bank)
+        self.nn = index or NearestNeighbours('euclidean', backend=search, nprobe=nprobe).fit(bank)
         self.bank = None if self.nn.backend == 'faiss-ivfpq' else bank
 
     def __len__(self): return self.nn.size
@@ -156,15 +156,17 @@ class PatchCoreDetector(FeatureMapDetector):
                  dim: int = 128,  # patch embedding size
                  num_neighbors: int = 9,  # bank neighbours of the image-score re-weighting (Eq. 7)
                  search: str = 'torch',  # nearest-neighbour backend: torch (exact), faiss (exact), faiss-ivf, faiss-hnsw (approximate), faiss-ivfpq (approximate, compressed bank: about 1/10 of its memory)
+                 nprobe: int = 8,  # IVF lists visited per query (faiss-ivf, faiss-ivfpq): more is nearer the exact search, and slower
                  loo_images: int = 64,  # training images scored leave-one-out for the threshold
                  **kw):
         if not 0 < coreset <= 1: raise ValueError(f'coreset must be in (0, 1] (the share of patches kept in the bank), got {coreset}')
-        if dim < 1 or num_neighbors < 1 or loo_images < 1:
-            raise ValueError(f'dim, num_neighbors and loo_images must be at least 1, got {dim}, {num_neighbors}, {loo_images}')
+        if dim < 1 or num_neighbors < 1 or loo_images < 1 or nprobe < 1:
+            raise ValueError(f'dim, num_neighbors, nprobe and loo_images must be at least 1, got {dim}, {num_neighbors}, {nprobe}, {loo_images}')
         NearestNeighbours('euclidean', backend=search)  # an unknown backend or a missing faiss fails before the fit
-        super().__init__(backbone, pre, coreset=coreset, dim=dim, num_neighbors=num_neighbors, search=search,
+        super().__init__(backbone, pre, coreset=coreset, dim=dim, num_neighbors=num_neighbors, search=search, nprobe=nprobe,
                          loo_images=loo_images, **kw)
         self.coreset, self.dim, self.num_neighbors, self.search, self.loo_images = coreset, dim, num_neighbors, search, loo_images
+        self.nprobe = nprobe
 
     def _patches(self, x: Tensor) -> Tensor:
         "Patch embeddings (B, h, w, D) of a batch."
@@ -172,7 +174,7 @@ class PatchCoreDetector(FeatureMapDetector):
         return locally_aware_patches(feats, self.dim).permute(0, 2, 3, 1)
 
     def _set_memory(self, bank: Tensor, sources: Tensor):
-        self.memory = PatchMemory(bank.half().float(), sources, self.num_neighbors, self.search)  # the float16 bank is what is saved
+        self.memory = PatchMemory(bank.half().float(), sources, self.num_neighbors, self.search, nprobe=self.nprobe)  # the float16 bank is what is saved
         # (faiss-ivfpq: its index, built from the float16 bank, is saved and kept instead of the bank)
 
     @torch.inference_mode()
@@ -205,7 +207,7 @@ class PatchCoreDetector(FeatureMapDetector):
         return bank | dict(sources=m.sources, map_range=torch.tensor(self.map_range))
     def _load_state(self, st):
         if 'index' in st:
-            nn_ = NearestNeighbours.from_bytes(st['index'], 'euclidean', self.search, device=self.device)
+            nn_ = NearestNeighbours.from_bytes(st['index'], 'euclidean', self.search, device=self.device, nprobe=self.nprobe)
             self.memory = PatchMemory(None, st['sources'].to(self.device), self.num_neighbors, self.search, index=nn_)
         else: self._set_memory(st['bank'].to(self.device), st['sources'].to(self.device))
         self.map_range = tuple(st['map_range'].tolist())

@@ -12,8 +12,12 @@ Per method (fitted with its defaults on bottle's good images, exported to .onnx;
   run's byte for byte;
 - Ray's fixed cost: `--engine ray --workers 1` on 8 images;
 - a run on 2 workers with one scoring actor killed (SIGKILL) once a chunk is written: rows, distinct paths, equal to local.
+
+`--overhead N` (-> `--out`_overhead.md|csv) instead alternates N times local `predict` and `--engine ray --workers 1
+--cpus-per-worker 2` on the same images and model, with the CPU seconds of every process on the machine while each runs
+(read from /proc: the CLI process, Ray's actor, Ray's own processes): what Ray costs on top of the scoring itself.
 """
-import argparse, csv, os, signal, subprocess, sys, tempfile, threading, time
+import argparse, csv, os, shutil, signal, subprocess, sys, tempfile, threading, time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -33,6 +37,55 @@ def timed(cmd) -> float:
     r = subprocess.run(list(map(str, cmd)), capture_output=True, text=True)
     if r.returncode: raise RuntimeError(f'{" ".join(map(str, cmd))}: exit {r.returncode}: {r.stderr[-2000:]}')
     return time.perf_counter() - t
+
+def _cpu_seconds() -> dict:
+    "{pid: (what the process is, its CPU seconds so far)} of every process on this machine (Linux /proc)."
+    tick, procs = os.sysconf('SC_CLK_TCK'), {}
+    for p in Path('/proc').glob('[0-9]*'):
+        try:
+            cmd = (p/'cmdline').read_bytes().replace(b'\0', b' ').decode(errors='replace')
+            f = (p/'stat').read_text().rsplit(')', 1)[1].split()
+        except OSError: continue  # ended meanwhile
+        if cmd: procs[int(p.name)] = (cmd, (int(f[11]) + int(f[12])) / tick)
+    return procs
+
+def _kind(cmd: str) -> str:
+    if 'Scorer' in cmd or 'MapWorker' in cmd: return 'actor'
+    if 'anomaly-fastai' in cmd: return 'cli'
+    return 'ray' if 'ray' in cmd.lower() or 'gcs_server' in cmd else 'other'
+
+def cpu_run(cmd) -> dict:
+    "Wall seconds of `cmd` and the CPU seconds each kind of process (`_kind`) used while it ran (sampled every 0.2 s)."
+    before, seen = _cpu_seconds(), {}
+    t = time.perf_counter()
+    pr = subprocess.Popen(list(map(str, cmd)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while pr.poll() is None:
+        seen.update(_cpu_seconds()); time.sleep(0.2)
+    wall = time.perf_counter() - t
+    if pr.returncode: raise RuntimeError(f'{" ".join(map(str, cmd))}: exit {pr.returncode}: {pr.stderr.read()[-2000:]}')
+    cpu = {}
+    for pid, (what, sec) in seen.items():
+        old = before.get(pid)
+        k = _kind(what); cpu[k] = cpu.get(k, 0) + sec - (old[1] if old and old[0] == what else 0)
+    return dict(wall_s=round(wall, 1), **{f'cpu_{k}_s': round(cpu.get(k, 0), 1) for k in ('cli', 'actor', 'ray', 'other')})
+
+def overhead(exe, data: Path, methods: str, n_images, rounds: int, tmp: Path) -> list:
+    "Alternated local and 1-worker Ray runs (`--overhead`)."
+    rows = []
+    for spec in methods.split(','):
+        method, n = spec.split(':')[0], n_images or int(spec.split(':')[1])
+        d = tmp/method
+        timed([exe, 'fit', '--method', method, '--data', data/'mvtec_ad', '--category', 'bottle', '--out', d/'model'])
+        timed([exe, 'export', '--model', d/'model', '--out', d/'model.onnx'])
+        folder = images(data, n, d/'images')
+        predict = [exe, 'predict', '--model', d/'model.onnx', '--no-heatmaps']
+        for r in range(rounds):
+            for run, extra in (('local', []), ('ray, 1 worker of 2 CPUs', ['--engine', 'ray', '--workers', 1, '--cpus-per-worker', 2])):
+                out = d/f'o{r}-{len(extra)}'
+                rows.append(dict(category='bottle', method=method, images=n, round=r + 1, run=run, **cpu_run([*predict, *extra, '--out', out, folder])))
+                rows[-1]['cpu_total_s'] = round(sum(v for k, v in rows[-1].items() if k.startswith('cpu_') and k != 'cpu_other_s'), 1)
+                print(rows[-1], flush=True)
+    return rows
 
 def killed_run(model: Path, folder: Path, out: Path, chunk: int = 64) -> dict:
     "predict_ray on 2 workers with one actor killed once a chunk is written."
@@ -62,10 +115,24 @@ def main():
     ap.add_argument('--methods', default='knn:5000,patchcore:1000', help='method:images, comma-separated')
     ap.add_argument('--n-images', type=int, help='images for every method (overrides the counts of --methods)')
     ap.add_argument('--out', default='bench/results/scale')
+    ap.add_argument('--overhead', type=int, metavar='N', help='alternate N local and 1-worker Ray runs, with CPU by process (see above)')
     a = ap.parse_args()
     from ray.cluster_utils import Cluster
     exe, data, rows = cli_path(), Path(a.data), []
     tmp = Path(tempfile.mkdtemp(prefix='scale-'))
+    if a.overhead:
+        rows = overhead(exe, data, a.methods, a.n_images, a.overhead, tmp)
+        cols = list(dict.fromkeys(k for r in rows for k in r))
+        with open(a.out + '_overhead.csv', 'w', newline='') as f:
+            w = csv.DictWriter(f, cols); w.writeheader(); w.writerows(rows)
+        head = (f'# Ray\'s cost over local predict\n\n`python bench/scale.py {" ".join(sys.argv[1:])}` at commit `{commit()}`, '
+                f'{time.strftime("%Y-%m-%d")}, {os.cpu_count()} CPUs. Whole processes, `--no-heatmaps`, the exported .onnx fitted on bottle; '
+                'runs alternated; CPU seconds of the processes on this machine while each ran: `cli` the anomaly-fastai process (the local '
+                'run scores in it; on Ray it is the driver), `actor` the Ray scoring actor, `ray` Ray\'s own processes (raylet, GCS, '
+                'its internal actors), `other` everything else (not in the total).\n\n')
+        Path(a.out + '_overhead.md').write_text(head + section(rows, cols))
+        shutil.rmtree(tmp, ignore_errors=True)
+        return print(Path(a.out + '_overhead.md').read_text())
     for spec in a.methods.split(','):
         method, n = spec.split(':')[0], a.n_images or int(spec.split(':')[1])
         d = tmp/method
@@ -104,6 +171,7 @@ def main():
             f'{os.cpu_count()} CPUs. Whole processes, `--no-heatmaps`, the exported .onnx of each method fitted on bottle; '
             'images: the shared sets repeated under new names.\n\n')
     Path(a.out + '.md').write_text(head + section(rows, cols))
+    shutil.rmtree(tmp, ignore_errors=True)
     print(Path(a.out + '.md').read_text())
 
 if __name__ == '__main__': main()
