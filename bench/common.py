@@ -50,6 +50,14 @@ def run_child(cmd: list, what: str) -> tuple[dict, str]:
     if p.returncode or not rows: sys.exit(f'{what} failed:\n{p.stderr[-3000:]}')
     return rows[0], p.stderr
 
+def saved_run(out) -> tuple[list[dict], tuple[str, str, str]]:
+    """The rows of `out`.csv (empty cells left out) and the (command, commit, date) its markdown names: what `--notes-only`
+    rewrites the markdown from, for the scripts that write their own markdown."""
+    import pandas as pd, re
+    out = Path(out)
+    rows = [{k: v for k, v in r.items() if v == v} for r in pd.read_csv(out.with_suffix('.csv')).to_dict('records')]
+    return rows, re.search(r'^`(.*?)` at commit `(.*?)`, (\S+), on', out.with_suffix('.md').read_text(), re.M).groups()
+
 def saved_rows(out) -> ResultsTable:
     "The rows (without the Mean row) of the results table `out`.csv, to add to; empty when there is none."
     table, csv = ResultsTable(), Path(out).with_suffix('.csv')

@@ -21,7 +21,7 @@ import numpy as np, torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import bench_datasets, device_name, emit_row
+from common import bench_datasets, device_name, emit_row, saved_run
 
 PARTS = ('features_s', 'coreset_s', 'bank_s', 'loo_s', 'total_s')
 COLUMNS = ['images', 'patches', 'bank_rows', *PARTS, 'features_mb', 'peak_rss_mb', 'input', 'status', 'device']
@@ -119,14 +119,9 @@ def main():
     a = ap.parse_args()
     if a.one: return one_run(a)
     if a.notes_only:
-        import pandas as pd
-        out = Path(a.out)
-        rows = [{k: v for k, v in r.items() if v == v} for r in pd.read_csv(out.with_suffix('.csv')).to_dict('records')]
+        rows, run = saved_run(a.out)
         done = [r for r in rows if r.get('status') == 'done']
-        import re
-        run = re.search(r'^`(.*?)` at commit `(.*?)`, (\S+), on', out.with_suffix('.md').read_text(), re.M).groups()
-        out.with_suffix('.md').write_text(markdown(rows, a, {p: power_law(done, p) for p in PARTS}, a.note, run) + '\n')
-        return
+        return Path(a.out).with_suffix('.md').write_text(markdown(rows, a, {p: power_law(done, p) for p in PARTS}, a.note, run) + '\n')
     counts = sorted(int(c) for c in a.counts.split(','))
     tmp = tempfile.TemporaryDirectory(prefix='fit-growth-') if a.images is None else None
     folder = Path(a.images or tmp.name); folder.mkdir(parents=True, exist_ok=True)

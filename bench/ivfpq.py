@@ -23,7 +23,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import bench_datasets, bench_parser, device_name, emit_row, run_child
+from common import bench_datasets, bench_parser, device_name, emit_row, run_child, saved_run
 
 COLUMNS = ['category', 'search', 'scored_by', 'image_auroc', 'pixel_auroc', 'pro', 'fit_s', 'score_s', 'images_per_s', 'bank_rows',
            'bank_f32_mb', 'index_mb', 'bank_over_index', 'held_mb', 'state_mb', 'recall_at_1', 'dist_rel_err', 'ivf_found',
@@ -142,12 +142,8 @@ def main():
     a = ap.parse_args()
     if a.one: return one_run(a)
     if a.notes_only:
-        import pandas as pd, re
-        out = Path(a.out)
-        rows = [{k: v for k, v in r.items() if v == v} for r in pd.read_csv(out.with_suffix('.csv')).to_dict('records')]
-        run = re.search(r'^`(.*?)` at commit `(.*?)`, (\S+), on', out.with_suffix('.md').read_text(), re.M).groups()
-        out.with_suffix('.md').write_text(markdown(rows, a, run) + '\n')
-        return
+        rows, run = saved_run(a.out)
+        return Path(a.out).with_suffix('.md').write_text(markdown(rows, a, run) + '\n')
     rows, out, tmp = [], Path(a.out), Path(tempfile.mkdtemp(prefix='bench-ivfpq-'))
     for ds in a.datasets.split(','):
         for search in a.searches.split(','):  # torch first: its run saves the exact bank that the recall is measured against
