@@ -4,7 +4,7 @@
 
 # %% ../nbs/21_distributed.ipynb #b00d76ac
 from __future__ import annotations
-import logging, math, os
+import io, logging, math, os
 from contextlib import contextmanager
 from pathlib import Path
 import numpy as np
@@ -100,7 +100,9 @@ def write_parquet(csv_path) -> Path:
     "`predictions.csv` as `predictions.parquet` beside it: scores as floats, the other columns as strings."
     import pyarrow as pa, pyarrow.csv as pacsv, pyarrow.parquet as pq
     text = {c: pa.string() for c in PREDICT_COLUMNS if c not in ('score', 'norm_score')}
-    t = pacsv.read_csv(csv_path, convert_options=pacsv.ConvertOptions(column_types={**text, 'score': pa.float64(), 'norm_score': pa.float64()},
+    # Parquet strings are UTF-8: a file name that is not (written into the CSV as its bytes) becomes \xNN escapes
+    data = Path(csv_path).read_bytes().decode('utf-8', 'backslashreplace').encode()
+    t = pacsv.read_csv(io.BytesIO(data), convert_options=pacsv.ConvertOptions(column_types={**text, 'score': pa.float64(), 'norm_score': pa.float64()},
                                                                          strings_can_be_null=False))
     out = Path(csv_path).with_name(PARQUET_FILE)
     tmp = out.with_name(f'.{out.name}.tmp')
@@ -114,9 +116,8 @@ def predict_ray(model, inputs, out, force: bool = False, bs: int = SCORE_BS, hea
     scores the images `inputs`; writes `out`/predictions.csv, predictions.parquet and heatmaps; returns the CSV's path."""
     eng = model if isinstance(model, Engine) else open_model(model)
     with ray_cluster(address) as ray:
-        try: return predict_files(eng, inputs, out, force, bs, heatmaps, resume, scorer=ray_scorer(ray, workers, cpus_per_worker, gpus_per_worker, chunk))
-        finally:
-            if (f := Path(out)/'predictions.csv').is_file(): write_parquet(f)
+        return predict_files(eng, inputs, out, force, bs, heatmaps, resume, scorer=ray_scorer(ray, workers, cpus_per_worker, gpus_per_worker, chunk),
+                             finish=write_parquet)  # written while the folder is still this run's
 
 # %% ../nbs/21_distributed.ipynb #7b621d8f
 def _call(fn, args): return fn(*args)

@@ -11,6 +11,7 @@ from torch import nn, Tensor
 from . import __version__
 from .detector import Detector, Normalise
 from .saving import load_detector
+from .runtime import NORM_OUTPUT
 
 # %% auto #0
 __all__ = ['FORMATS', 'OPSET', 'OUTPUTS', 'META_KEY', 'ExportedDetector', 'export_metadata', 'onnx_bytes', 'export_model',
@@ -32,7 +33,7 @@ class ExportedDetector(nn.Module):
 # %% ../nbs/12_export.ipynb #7d41172c
 FORMATS = ('onnx', 'torchscript')
 OPSET = 17
-OUTPUTS = ('score', 'norm_score', 'map', 'anomalous', 'nearest')
+OUTPUTS = ('score', 'norm_score', 'map', 'anomalous', 'nearest')  # ONNX files add `runtime.NORM_OUTPUT`
 META_KEY = 'anomaly_fastai'   # ONNX metadata_props key / TorchScript extra file `anomaly_fastai.json`
 
 def export_metadata(det: Detector) -> dict:
@@ -66,14 +67,24 @@ def _example(det: Detector) -> Tensor:
     "The batch the tracers run: 2 images (so that the batch axis is traced as a variable) of the input size."
     return torch.rand(2, 3, *det.pre.input_size, generator=torch.Generator().manual_seed(0))
 
+class _WithNormParams(nn.Module):
+    "`ExportedDetector` and one more output, `NORM_OUTPUT`: the (threshold, spread) it decides with, which the runtime checks the metadata against."
+    def __init__(self, det: Detector):
+        super().__init__()
+        self.exported = ExportedDetector(det)
+        n = self.exported.normalise
+        self.register_buffer('norm_params', torch.tensor([n.threshold, n.spread], dtype=torch.float64))
+
+    def forward(self, x): return (*self.exported(x), self.norm_params)
+
 def onnx_bytes(det: Detector, opset: int = OPSET, meta: dict | None = None) -> bytes:
     "The fitted detector `det` as an ONNX model in memory (what `export_model` writes), with `export_metadata` (updated by `meta`)."
     onnx, f = _onnx(), io.BytesIO()
     meta = {**export_metadata(det), **(meta or {})}
     try:
         with _quiet(), torch.no_grad():
-            torch.onnx.export(ExportedDetector(det).eval(), (_example(det),), f, dynamo=False, opset_version=opset, input_names=['x'],
-                              output_names=list(OUTPUTS), dynamic_axes={n: {0: 'batch'} for n in ('x', *OUTPUTS)},
+            torch.onnx.export(_WithNormParams(det).eval(), (_example(det),), f, dynamo=False, opset_version=opset, input_names=['x'],
+                              output_names=[*OUTPUTS, NORM_OUTPUT], dynamic_axes={n: {0: 'batch'} for n in ('x', *OUTPUTS)},
                               do_constant_folding=False)  # folding would turn float16 banks into float32 ones in the file
     except torch.onnx.errors.OnnxExporterError as e:
         msg = str(e).strip().splitlines()[0].split(' [Caused by')[0].strip()[:300]
@@ -92,6 +103,20 @@ def _torchscript_bytes(det: Detector) -> bytes:
         torch.jit.save(ts, f, _extra_files={f'{META_KEY}.json': json.dumps(export_metadata(det))})
     return f.getvalue()
 
+def _alive(pid: int) -> bool:
+    "Whether the process `pid` runs (POSIX; elsewhere, always taken as running)."
+    if os.name != 'posix': return True   # os.kill(pid, 0) would send CTRL_C_EVENT on Windows
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: pass  # another user's
+    return True
+
+def _clean_leftovers(out: Path):
+    "Remove what exports to `out` that were killed left behind: their temporary files `.NAME.PID.tmp` (the process gone), and older versions' `.NAME.tmp`."
+    for t in out.parent.iterdir():
+        pid = t.name[len(out.name) + 2:-len('.tmp')] if t.name.startswith(f'.{out.name}.') and t.name.endswith('.tmp') else None
+        if pid is not None and (pid == '' or (pid.isdigit() and not _alive(int(pid)))): t.unlink(missing_ok=True)
+
 def export_model(model, fmt: str = 'onnx', out=None, force: bool = False, opset: int = OPSET) -> Path:
     """Write the fitted detector `model` (a `Detector`, or a model directory written by `save_detector` / `fit`) as the
     single file `out` (default: the directory's name + .onnx / .pt): preprocessed images -> score, norm_score, map, anomalous, nearest."""
@@ -106,10 +131,14 @@ def export_model(model, fmt: str = 'onnx', out=None, force: bool = False, opset:
     det = model if isinstance(model, Detector) else load_detector(model, device='cpu')
     data = onnx_bytes(det, opset) if fmt == 'onnx' else _torchscript_bytes(det)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f'.{out.name}.tmp')
+    _clean_leftovers(out)
+    tmp = out.with_name(f'.{out.name}.{os.getpid()}.tmp')  # this export's own: another one to `out` at the same time has its own
     try:
         tmp.write_bytes(data)
         os.replace(tmp, out)
+    except OSError as e:  # a full disk names the file it could not write
+        if e.filename is not None: raise
+        raise type(e)(e.errno, e.strerror, str(out)) from None
     finally:
         if tmp.exists(): tmp.unlink()
     return out

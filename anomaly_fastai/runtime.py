@@ -4,18 +4,19 @@
 
 # %% ../nbs/13_runtime.ipynb #69a71a1d
 from __future__ import annotations
-import argparse, contextlib, csv, hashlib, io, json, os, shutil, sys, warnings
+import argparse, contextlib, csv, hashlib, io, json, os, shutil, socket, sys, time, warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'GEOMETRIES', 'MIN_SIDE', 'MAX_PIXELS', 'META_KEY', 'SCORE_BS', 'CACHE_FILE', 'SKIP_FOLDERS',
-           'LIST_EXTS', 'PREDICT_COLUMNS', 'RUN_FILE', 'PARQUET_FILE', 'PREDICT_OUTPUTS', 'BLOCKED', 'BLOCKING_PRELUDE',
-           'ImageError', 'ModelError', 'memory_image', 'open_image', 'resize_bilinear', 'Geometry', 'eval_size',
-           'file_sha256', 'Engine', 'Session', 'load', 'model_id', 'cached_session', 'listed_paths', 'input_images',
-           'save_heatmap', 'output_name', 'PartlyFailed', 'run_summary', 'build_parser', 'check_out', 'prepare_out',
+__all__ = ['IMAGE_EXTS', 'GEOMETRIES', 'MIN_SIDE', 'MAX_PIXELS', 'FLOAT_WHITES', 'META_KEY', 'SCORE_BS', 'NORM_OUTPUT',
+           'META_KEYS', 'CACHE_FILE', 'SKIP_FOLDERS', 'LIST_EXTS', 'LOCK_FILE', 'PREDICT_COLUMNS', 'RUN_FILE',
+           'PARQUET_FILE', 'PREDICT_OUTPUTS', 'BLOCKED', 'BLOCKING_PRELUDE', 'ImageError', 'ModelError', 'memory_image',
+           'open_image', 'resize_bilinear', 'Geometry', 'eval_size', 'file_sha256', 'Engine', 'Session', 'load',
+           'model_id', 'cached_session', 'listed_paths', 'input_images', 'save_heatmap', 'output_name', 'OutputLocked',
+           'lock_holder', 'out_lock', 'PartlyFailed', 'run_summary', 'build_parser', 'check_out', 'prepare_out',
            'scored_rows', 'predict_files', 'main']
 
 # %% ../nbs/13_runtime.ipynb #5df2e767
@@ -53,11 +54,35 @@ def _bits(im: Image.Image) -> int:
     if tag: return int(tag[0] if isinstance(tag, tuple) else tag)
     return 16 if np.asarray(im).max() < 65536 else 32
 
-def _to_8bit(im: Image.Image) -> Image.Image:
-    "Images of more than 8 bits per channel that Pillow would clip ('I;16*', 'I', 'F') as 8-bit 'L', scaled by their bit depth."
+FLOAT_WHITES = (1., 255., 65535.)  # white of a float image that does not say (TIFF SMaxSampleValue): the first of these its values fit
+
+def _tiff_value(im: Image.Image, tag: int) -> float | None:
+    v = im.tag_v2.get(tag) if hasattr(im, 'tag_v2') else None
+    return None if v is None else float(v[0] if isinstance(v, tuple) else v)
+
+def _float_range(im: Image.Image, a: np.ndarray, name) -> tuple[float, float]:
+    "Black and white of the float image `im` (pixels `a`): its TIFF SMinSampleValue..SMaxSampleValue, else 0 and the first of `FLOAT_WHITES` that holds them."
+    if not np.isfinite(a).all(): raise ImageError(f'{name}: a float image with NaN or infinite pixels; expected finite values')
+    lo, hi = _tiff_value(im, 340), _tiff_value(im, 341)  # TIFF SMinSampleValue, SMaxSampleValue
+    if hi is not None:
+        lo = lo or 0.
+        if lo < hi and lo <= a.min() and a.max() <= hi: return lo, hi
+        raise ImageError(f'{name}: a float image with values {a.min():.6g}..{a.max():.6g} outside its SMinSampleValue..SMaxSampleValue {lo:.6g}..{hi:.6g}')
+    hi = next((w for w in FLOAT_WHITES if a.max() <= w), None)
+    if hi is None or a.min() < 0:
+        raise ImageError(f'{name}: a float image with values {a.min():.6g}..{a.max():.6g}; expected 0..1, 0..255 or 0..65535 '
+                         '(or a TIFF SMaxSampleValue saying what is white): convert it to 8 or 16 bits')
+    return 0., hi
+
+def _to_8bit(im: Image.Image, name=None) -> Image.Image:
+    """Images of more than 8 bits per channel that Pillow would clip ('I;16*', 'I', 'F') as 8-bit 'L': integers scaled by their
+    bit depth, floats by their range (`_float_range`; `name` in its errors)."""
     if not (im.mode.startswith('I') or im.mode == 'F'): return im
     a = np.asarray(im).astype(np.float32)
-    a = a * 255 if im.mode == 'F' else a * (255 / (2 ** _bits(im) - 1))
+    if im.mode == 'F':
+        lo, hi = _float_range(im, a, name or getattr(im, 'filename', None) or 'image')
+        a = (a - np.float32(lo)) * np.float32(255 / (hi - lo))
+    else: a = a * (255 / (2 ** _bits(im) - 1))
     return Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8), 'L')
 
 def memory_image(im, name: str = 'image') -> Image.Image:
@@ -65,7 +90,7 @@ def memory_image(im, name: str = 'image') -> Image.Image:
     array uint8 (H, W) gray or (H, W, 3) RGB. A frame from OpenCV is BGR: pass `frame[..., ::-1]`."""
     if isinstance(im, Image.Image):
         _check_size(im.size, name)
-        return _to_8bit(im).convert('RGB')
+        return _to_8bit(im, name).convert('RGB')
     if not isinstance(im, np.ndarray): raise ImageError(f'{name}: expected a numpy array or a PIL image, got {type(im).__name__}')
     if im.dtype != np.uint8:
         raise ImageError(f'{name}: expected a uint8 array (0..255), got {im.dtype}; a float image in 0..1: (a * 255).round().astype(np.uint8)')
@@ -80,7 +105,7 @@ def open_image(path, mode: str = 'RGB') -> Image.Image:
     try:
         with _read(path) as im:
             _check_size(im.size, path)
-            return _to_8bit(im).convert(mode)
+            return _to_8bit(im, path).convert(mode)
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ImageError(f'{path}: expected a readable image file (png/jpg/bmp/tif): {e}') from None
 
@@ -213,13 +238,13 @@ class Engine:
         return x
 
     def _read(self, path, keep: bool):
-        "The image file `path` -> (its size, its model input); with `keep`, the `ImageError` it raised instead."
+        "The image file `path` -> (its size, its model input); with `keep`, what went wrong instead, as an `ImageError` naming the file."
         try:
             im = open_image(path)
             return im.size, self.geometry.image_from(im)
-        except ImageError as e:
+        except Exception as e:  # with keep, whatever one file does (a decoder's own error, its size in memory) stops that file only
             if not keep: raise
-            return e
+            return e if isinstance(e, ImageError) else ImageError(f'{path}: {type(e).__name__}: {e}')
 
     def predict(self, paths, bs: int = SCORE_BS, max_side: int | None = 1024, maps: bool = True, errors: str = 'raise', workers: int = 2) -> list[dict]:
         """Per image file: `path`, `size` (w, h), `score`, `norm_score`, `anomalous`, `label`, `nearest` and `map` over the whole image
@@ -267,6 +292,27 @@ class Engine:
                                map=self.geometry.unmap(r['map'][i], eval_size(size, max_side)) if maps and 'map' in r else None)
                     i += 1
 
+NORM_OUTPUT = 'norm_params'  # an output: the (threshold, spread) the graph decides with (files exported before it have none)
+META_KEYS = dict(method=(str, 'a method name'), backbone=(str, 'a backbone name'), preprocess=(dict, 'the geometry'),
+                 threshold=((int, float), 'a number'), norm=(dict, 'the normalisation {min, max}'))  # what the runtime reads
+
+def _metadata(props: dict, where) -> dict:
+    "The anomaly_fastai metadata among an ONNX model's `props`, checked: every key of `META_KEYS`, of its type (`where`: the file, in errors)."
+    if META_KEY not in props: raise ModelError(f'{where}: an ONNX model without anomaly_fastai metadata: export it with `anomaly-fastai export`')
+    try: meta = json.loads(props[META_KEY])
+    except ValueError: meta = None
+    if not isinstance(meta, dict): raise ModelError(f"{where}: metadata '{META_KEY}': expected a JSON object, found {props[META_KEY][:40]!r}; export the model again")
+    for key, (kind, what) in META_KEYS.items():
+        if key not in meta: raise ModelError(f"{where}: metadata key '{key}' is missing; export the model again (`anomaly-fastai export`)")
+        if not isinstance(meta[key], kind) or isinstance(meta[key], bool):
+            raise ModelError(f"{where}: metadata key '{key}': expected {what}, found {meta[key]!r}; export the model again")
+    return meta
+
+def _spread(norm: dict) -> float:
+    "The spread of the normalisation `norm` (max - min of the good training scores, 1 when they are equal), as `detector.Normalise` takes it."
+    lo, hi = norm.get('min'), norm.get('max')
+    return float(hi - lo) if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and hi > lo else 1.
+
 class Session(Engine):
     "An exported model (.onnx file, or its bytes) loaded in ONNX Runtime, with its preprocessing."
     name = 'onnxruntime'
@@ -282,13 +328,29 @@ class Session(Engine):
         if threads: so.intra_op_num_threads = threads
         try: self.session = ort.InferenceSession(model if model is not None else str(self.path), so, providers=providers or ['CPUExecutionProvider'])
         except Exception as e: raise ModelError(f'{self.path}: expected an ONNX model written by `anomaly-fastai export`: {e}') from None
-        props = self.session.get_modelmeta().custom_metadata_map
-        if META_KEY not in props: raise ModelError(f'{self.path}: an ONNX model without anomaly_fastai metadata: export it with `anomaly-fastai export`')
-        super().__init__(json.loads(props[META_KEY]))
+        meta = _metadata(self.session.get_modelmeta().custom_metadata_map, self.path)
+        try:
+            super().__init__(meta)
+            H, W = self.geometry.input_size
+        except (TypeError, ValueError) as e: raise ModelError(f"{self.path}: metadata key 'preprocess': {e}; export the model again") from None
+        self.outputs = [o.name for o in self.session.get_outputs() if o.name != NORM_OUTPUT]
+        self._check_graph(H, W)
         # what `--resume` checks: the model folder's id for its cached export, else the file's checksum
         self.source = self.meta.get('model_dir') or str(self.path.resolve())
         self.model_id = self.meta.get('model_id') or (file_sha256(self.path) if model is None else None)
-        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    def _check_graph(self, H: int, W: int):
+        "The graph agrees with its metadata: it takes inputs of the size (`H`, `W`) of its geometry, and decides with its threshold and normalisation."
+        graph = self.session.get_inputs()[0].shape[2:]
+        if all(isinstance(d, int) for d in graph) and tuple(graph) != (H, W):
+            raise ModelError(f"{self.path}: metadata key 'preprocess' gives inputs of {H} x {W} px, but the graph takes {graph[0]} x {graph[1]}; export the model again")
+        if NORM_OUTPUT not in {o.name for o in self.session.get_outputs()}: return  # an older export: nothing to check against
+        try: thr, spread = map(float, self.session.run([NORM_OUTPUT], {'x': np.zeros((1, 3, H, W), np.float32)})[0])
+        except Exception as e: raise ModelError(f'{self.path}: the graph does not run on one image of {H} x {W} px: {" ".join(str(e).split())[:300]}') from None
+        for key, said, used in (('threshold', float(self.meta['threshold']), thr), ('norm', _spread(self.meta['norm']), spread)):
+            if not np.isclose(said, used, rtol=1e-9, atol=0):
+                raise ModelError(f"{self.path}: metadata key '{key}' says {said:.6g}{' (max - min)' if key == 'norm' else ''}, but the graph decides with {used:.6g}: "
+                                 'the file was edited; export the model again (a new threshold is set on the model folder, then exported)')
 
     def __repr__(self): return f'Session({self.path.name}: {self.method}, {self.meta["backbone"]}, input {tuple(self.geometry.input_size)}, threshold {self.threshold:.4g})'
 
@@ -300,7 +362,7 @@ class Session(Engine):
 
     def run(self, x: np.ndarray) -> dict:
         "The model's outputs (score, norm_score, map, anomalous, nearest) for a batch `x` (B, 3, H, W) of preprocessed images."
-        return dict(zip(self.outputs, self.session.run(None, {'x': self._input(x)})))
+        return dict(zip(self.outputs, self.session.run(self.outputs, {'x': self._input(x)})))
 
 def load(path, threads: int | None = None) -> Session:
     "Load an exported .onnx model for scoring: `load('model.onnx').predict(['a.png', 'b.png'])`."
@@ -338,7 +400,7 @@ LIST_EXTS = ('.txt', '.csv')  # an input file with one of these suffixes lists i
 
 def listed_paths(f: Path) -> list[Path]:
     "The image paths listed in `f`: a .txt file's lines (blank lines and # comments skipped), a .csv file's `path` column or first column."
-    with open(f, newline='', encoding='utf-8-sig') as fh:
+    with open(f, newline='', encoding='utf-8-sig', errors='surrogateescape') as fh:  # a name that is not UTF-8 stays its bytes
         if f.suffix.lower() == '.csv':
             rows = list(csv.reader(fh))
             col = rows[0].index('path') if rows and 'path' in rows[0] else 0
@@ -385,11 +447,91 @@ def save_heatmap(path, image_path, amap: np.ndarray, vmin=None, vmax=None):
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate([im, over], 1).astype(np.uint8)).save(path)
 
-def output_name(path, root) -> Path:
-    "Where the output (a PNG) for image `path` goes: its path relative to `root` ('..' as '__'), its whole file name + '.png' (a.jpg -> a.jpg.png)."
+def _name_max(folder) -> int:
+    "The longest file name (bytes) the file system of `folder` takes."
+    try: return os.pathconf(folder, 'PC_NAME_MAX')
+    except (OSError, ValueError, AttributeError): return 255   # no pathconf (Windows), or no answer
+
+def _short(name: str, limit: int) -> str:
+    "`name`, or when it is longer than `limit` bytes, its start and a hash of the whole name (so that shortened names stay apart)."
+    if len(os.fsencode(name)) <= limit: return name
+    tag = '~' + hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
+    while len(os.fsencode(name + tag)) > limit: name = name[:-1]
+    return name + tag
+
+def output_name(path, root, name_max: int = 255) -> Path:
+    """Where the output (a PNG) for image `path` goes: its path relative to `root` ('..' as '__'), its whole file name + '.png'
+    (a.jpg -> a.jpg.png); a name longer than `name_max` bytes is shortened (`_short`)."""
     rel = Path(os.path.relpath(Path(path).resolve(), Path(root).resolve()))
-    rel = Path(*[p if p != '..' else '__' for p in rel.parts])
-    return rel.with_name(rel.name + '.png')  # the image's suffix kept: a.jpg and a.png never share a heatmap
+    *dirs, name = [p if p != '..' else '__' for p in rel.parts]
+    # the image's suffix kept: a.jpg and a.png never share a heatmap
+    return Path(*[_short(d, name_max) for d in dirs], _short(name, name_max - 4) + '.png')
+
+# %% ../nbs/13_runtime.ipynb #dfb20f32
+try: import fcntl
+except ImportError: fcntl = None   # Windows: output folders are not locked
+
+LOCK_FILE = '.predict.lock'  # in an output folder while a run writes there: its owner (pid, host, start)
+_HELD = set()  # the output folders this process holds
+
+class OutputLocked(FileExistsError):
+    "Another run is writing to the output folder."
+
+def _owner(text: str) -> str:
+    "A lock file's text in words: 'pid N on HOST since TIME'."
+    try: d = json.loads(text); return f'pid {d["pid"]} on {d["host"]} since {d["since"]}'
+    except (ValueError, KeyError, TypeError): return 'a process that left no name'
+
+def _text(fd: int) -> str:
+    os.lseek(fd, 0, os.SEEK_SET)
+    return os.read(fd, 4096).decode(errors='replace')
+
+def lock_holder(out) -> str | None:
+    "Who holds the lock of the output folder `out` ('pid N on HOST since TIME'): another live run; None when none does (or this process)."
+    if fcntl is None or Path(out).resolve() in _HELD: return None
+    try: fd = os.open(Path(out)/LOCK_FILE, os.O_RDONLY)
+    except OSError: return None  # no lock file
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError: return _owner(_text(fd))
+    except OSError: return None  # a file system without locks
+    finally: os.close(fd)
+
+def _open_lock(f: Path) -> int:
+    try:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(f, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e: raise type(e)(f'{f.parent}: expected an output folder this process can write to ({e.strerror})') from None
+
+@contextlib.contextmanager
+def out_lock(out, prog: str = 'anomaly-fastai predict'):
+    """Hold the output folder `out` (created; checked for writing at once) while the block runs: `LOCK_FILE`, locked
+    (`flock`) and naming this process, so that a second run into it is refused (`OutputLocked`), whatever its flags. A
+    lock file left by a run that died is taken over, and `prog` says so on stderr. Released, the file removed, on the
+    way out, errors included."""
+    out = Path(out)
+    f, fd = out/LOCK_FILE, _open_lock(out/LOCK_FILE)
+    try:
+        while fcntl is not None:
+            try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError: raise OutputLocked(f'{out}: another run is writing there ({_owner(_text(fd))}); wait for it to end, or choose another --out') from None
+            except OSError as e:
+                print(f'{prog}: warning: {out}: not locked ({e.strerror}): a second run into it would not be refused', file=sys.stderr)
+                break
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(f).st_ino == os.fstat(fd).st_ino: break
+            os.close(fd); fd = _open_lock(f)  # the previous owner removed the file meanwhile: lock the new one
+        if left := _text(fd).strip():
+            print(f'{prog}: {out}: took over the lock of {_owner(left)}, a run that ended without releasing it', file=sys.stderr)
+        me = dict(pid=os.getpid(), host=socket.gethostname(), since=time.strftime('%Y-%m-%d %H:%M:%S %Z'))
+        os.ftruncate(fd, 0); os.lseek(fd, 0, os.SEEK_SET); os.write(fd, json.dumps(me).encode())
+        _HELD.add(out.resolve())
+        try: yield out
+        finally:
+            _HELD.discard(out.resolve())
+            with contextlib.suppress(OSError): f.unlink()  # before the lock is let go: a run that opened the file meanwhile finds it gone, and retries
+    finally: os.close(fd)
 
 # %% ../nbs/13_runtime.ipynb #985790ee
 PREDICT_COLUMNS = ('path', 'score', 'norm_score', 'label', 'nearest_good', 'heatmap', 'error')
@@ -423,11 +565,17 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument('--quiet', action='store_true', help='print nothing but errors (stderr)')
     return ap
 
+def _written(out: Path) -> bool:
+    "Whether the folder `out` holds anything but a run's lock."
+    return out.is_dir() and any(p.name != LOCK_FILE for p in out.iterdir())
+
 def check_out(out, force: bool, hint: str = '') -> Path:
-    "Refuse `out` if it is a file, or a non-empty folder without `force` (`hint`: another way on, for the message)."
+    """Refuse `out` if it is a file, a folder another run is writing to (`OutputLocked`, whatever the flags), or a non-empty
+    folder without `force` (`hint`: another way on, for the message)."""
     out = Path(out)
     if out.exists() and not out.is_dir(): raise FileExistsError(f'{out}: expected an output folder, found a file')
-    if out.is_dir() and any(out.iterdir()) and not force:
+    if owner := lock_holder(out): raise OutputLocked(f'{out}: another run is writing there ({owner}); wait for it to end, or choose another --out')
+    if _written(out) and not force:
         raise FileExistsError(f'{out}: output directory is not empty; pass --force to replace the outputs of a previous run{hint}')
     return out
 
@@ -440,104 +588,148 @@ def prepare_out(out, force: bool, names=PREDICT_OUTPUTS) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     return out
 
+def _complete(r: dict, out: Path) -> bool:
+    """Whether a row read back from predictions.csv is whole and scored: every column, a score and a label, no error, its
+    heatmap on disk. A row cut short (a kill or a power loss mid-write) is not: cut before its last comma it lacks columns,
+    cut after it, it lost only the error column, which a scored row leaves empty."""
+    if None in r or None in r.values() or r['error'] or r['label'] not in ('good', 'anomaly'): return False
+    try: float(r['score']); float(r['norm_score'])
+    except ValueError: return False
+    return not r['heatmap'] or (out/r['heatmap']).is_file()
+
 def _resumed(out: Path, model: Engine) -> tuple[str, list[dict]]:
-    "For --resume: the heatmaps' root folder of the run in `out`, and its rows that hold a score (failed images are tried again)."
+    "For --resume: the heatmaps' root folder of the run in `out`, and its `_complete` rows (failed, torn and missing ones are scored again)."
     run_file, csv_path = out/RUN_FILE, out/'predictions.csv'
     if not run_file.is_file(): raise ValueError(f'{out}: --resume expected {RUN_FILE} beside predictions.csv (predict writes it), found none; run again with --force')
-    run = json.loads(run_file.read_text())
+    try: run = json.loads(run_file.read_bytes())
+    except ValueError: run = None
+    if not (isinstance(run, dict) and isinstance(run.get('root'), str)):
+        raise ValueError(f'{run_file}: expected the model and heatmap folder predict writes there, found something else (cut short or edited): '
+                         'the run cannot be continued; pass --force (instead of --resume) to score every image again')
     if model.model_id is None or run.get('model_id') != model.model_id:
         raise ValueError(f'{out}: --resume continues a run with the same model, but these predictions come from {run.get("model")}, not {model.source}; '
                          'choose another --out, or pass --force to replace them')
-    with open(csv_path, newline='', encoding='utf-8-sig') as f:
+    rows = []
+    with open(csv_path, newline='', encoding='utf-8-sig', errors='surrogateescape') as f:
         reader = csv.DictReader(f)
         if tuple(reader.fieldnames or ()) != PREDICT_COLUMNS:
             raise ValueError(f'{csv_path}: expected the columns {",".join(PREDICT_COLUMNS)} of a predictions.csv to resume, found {",".join(reader.fieldnames or [])}')
-        return run['root'], [r for r in reader if r.get('path') and not r.get('error')]
+        with contextlib.suppress(csv.Error): rows.extend(reader)  # a line csv cannot read (garbage after a power loss) ends what is trusted
+    return run['root'], [r for r in rows if _complete(r, out)]
 
 def scored_rows(model: Engine, paths, out, root, bs: int = SCORE_BS, heatmaps: bool = True):
     """predict's rows for the image files `paths` (dicts of `PREDICT_COLUMNS`, as written), each heatmap written below
-    `out`/heatmaps/ where its image lies below `root`: what a local run does, and each Ray worker with its share."""
+    `out`/heatmaps/ where its image lies below `root`: what a local run does, and each Ray worker with its share. A heatmap
+    that cannot be written makes its image's row an error row."""
     lo, hi = model.map_range or (None, None)
+    name_max = _name_max(out)
     for r in model.iter_predict(paths, bs=bs, maps=heatmaps, errors='keep'):
         row = dict.fromkeys(PREDICT_COLUMNS, '') | dict(path=str(r['path']))
         if 'error' in r: row['error'] = r['error']
-        else:
-            if r['map'] is not None:
-                row['heatmap'] = f'heatmaps/{output_name(r["path"], root).as_posix()}'
-                save_heatmap(Path(out)/row['heatmap'], r['path'], r['map'], lo, hi)
-            row.update(score=f'{r["score"]:.6g}', norm_score=f'{r["norm_score"]:.6g}', label=r['label'], nearest_good=r['nearest'] or '')
+        elif r['map'] is not None and (err := _heatmap(row, r, out, root, name_max, lo, hi)): row['error'] = err
+        else: row.update(score=f'{r["score"]:.6g}', norm_score=f'{r["norm_score"]:.6g}', label=r['label'], nearest_good=r['nearest'] or '')
         yield row
+
+def _heatmap(row: dict, r: dict, out, root, name_max: int, lo, hi) -> str | None:
+    "Write the heatmap of the result `r` and name it in `row`; or what went wrong."
+    f = f'heatmaps/{output_name(r["path"], root, name_max).as_posix()}'
+    try: save_heatmap(Path(out)/f, r['path'], r['map'], lo, hi)
+    except (OSError, ValueError) as e:  # ImageError: the image changed since it was scored
+        return f'{r["path"]}: its heatmap {f} could not be written: {e}'
+    row['heatmap'] = f
 
 def _in_input_order(csv_path: Path, files: list[Path]):
     "Rewrite `csv_path` with its rows in the order of `files` when they are not (rows come as workers finish, and after a resume)."
     rank = {str(p): i for i, p in enumerate(files)}
-    with open(csv_path, newline='', encoding='utf-8') as f: head, *rows = list(csv.reader(f))
+    with open(csv_path, newline='', encoding='utf-8', errors='surrogateescape') as f: head, *rows = list(csv.reader(f))
     ordered = sorted(rows, key=lambda r: rank.get(r[0], len(rank)))  # stable: a row of no listed input keeps its place at the end
     if ordered == rows: return
-    tmp = csv_path.with_name('.predictions.csv.tmp')
-    with open(tmp, 'w', newline='', encoding='utf-8') as f: csv.writer(f).writerows([head, *ordered])
-    os.replace(tmp, csv_path)
+    _replace(csv_path, lambda f: csv.writer(f).writerows([head, *ordered]))
+
+@contextlib.contextmanager
+def _naming(path):
+    "System errors of the block that name no file name `path` (a full disk says which file it could not write)."
+    try: yield
+    except OSError as e:
+        if e.filename is not None or not e.errno: raise
+        raise type(e)(e.errno, e.strerror, str(path)) from None
+
+def _replace(path: Path, write):
+    "Replace the file `path` at once by what `write(f)` writes into a text file beside it (UTF-8; names that are not stay their bytes)."
+    tmp = path.with_name(f'.{path.name}.tmp')
+    with _naming(path), open(tmp, 'w', newline='', encoding='utf-8', errors='surrogateescape') as f: write(f)
+    os.replace(tmp, path)
 
 def predict_files(model: Engine, inputs, out, force: bool = False, bs: int = SCORE_BS, heatmaps: bool = True, resume: bool = False,
-                  scorer=scored_rows) -> Path:
+                  scorer=scored_rows, prog: str = 'anomaly-fastai predict', finish=None) -> Path:
     """Score the images `inputs` (files or folders) with the engine `model`: `out`/predictions.csv (`PREDICT_COLUMNS`) and heatmaps;
-    returns the CSV's path. `resume` continues an interrupted run of the same model. Unreadable images get a row with their
-    `error`; then `PartlyFailed` is raised. The one predict writer, whatever engine scores; `scorer(model, paths, out, root, bs,
-    heatmaps)` yields the rows, in any order (`scored_rows` in this process; `anomaly_fastai.distributed` on a Ray cluster)."""
+    returns the CSV's path. `resume` continues an interrupted run of the same model. Images that cannot be scored get a row
+    with their `error`; then `PartlyFailed` is raised. `out` is locked for the run (`out_lock`; `prog` names the command in
+    messages). The one predict writer, whatever engine scores; `scorer(model, paths, out, root, bs, heatmaps)` yields the
+    rows, in any order (`scored_rows` in this process; `anomaly_fastai.distributed` on a Ray cluster). `finish(csv_path)`
+    runs before the folder is let go, also after an error, once predictions.csv exists (Ray writes its Parquet file then)."""
     bs = _check_bs(bs)
     if resume and force: raise ValueError('--resume and --force: expected one of them (--resume continues a run, --force replaces it), found both')
     out = Path(out)
     check_out(out, force or resume, '' if resume else ', or --resume to continue it')   # before listing: a wrong --out fails at once
     files, skipped = input_images(inputs, out)
     if skipped: print(f'skipped {skipped} files in mask folders (ground_truth/, masks/), hidden files or folders, or the output folder')
+    with out_lock(out, prog):
+        try: return _write_predictions(model, files, out, force, bs, heatmaps, resume, scorer, prog)
+        finally:
+            if finish is not None and (out/'predictions.csv').is_file(): finish(out/'predictions.csv')
+
+def _write_predictions(model: Engine, files: list[Path], out: Path, force: bool, bs: int, heatmaps: bool, resume: bool, scorer, prog: str) -> Path:
+    "`predict_files` once `out` is locked."
     csv_path = out/'predictions.csv'
     resuming = resume and csv_path.is_file()
-    if resume and not resuming and out.is_dir() and any(out.iterdir()):
+    if resume and not resuming and _written(out):
         raise FileExistsError(f'{out}: --resume found no predictions.csv to continue, and the folder is not empty; choose an empty --out, '
                               'or pass --force (instead of --resume) to replace the outputs of a previous run')
     # heatmaps mirror the inputs' folders below `root`; a resumed run keeps the first run's, so that names never collide
     root, kept = _resumed(out, model) if resuming else (os.path.commonpath([p.resolve().parent for p in files]), [])
     done = {str(Path(r['path']).resolve()) for r in kept}
     todo = [p for p in files if str(p.resolve()) not in done]
-    if resuming: print(f'resuming: {len(files) - len(todo)} of {len(files)} images are already in {csv_path}')
+    if resuming:
+        print(f'resuming: {len(files) - len(todo)} of {len(files)} images are already in {csv_path}')
+        (out/PARQUET_FILE).unlink(missing_ok=True)  # its rows are about to change (a Ray run writes it again at its end)
     else:
         prepare_out(out, force)               # after listing: nothing is removed if there is nothing to score
-        (out/RUN_FILE).write_text(json.dumps(dict(model=model.source, model_id=model.model_id, root=root), indent=2))
-    tmp = csv_path.with_name('.predictions.csv.tmp')  # the kept rows replace the old file at once: an interrupt loses nothing
-    with open(tmp, 'w', newline='') as f:
-        w = csv.writer(f); w.writerow(PREDICT_COLUMNS); w.writerows([r[c] for c in PREDICT_COLUMNS] for r in kept)
-    os.replace(tmp, csv_path)
+        _replace(out/RUN_FILE, lambda f: f.write(json.dumps(dict(model=model.source, model_id=model.model_id, root=root), indent=2)))
+    # the kept rows replace the old file at once (an interrupt loses nothing, a torn last row goes)
+    _replace(csv_path, lambda f: csv.writer(f).writerows([PREDICT_COLUMNS, *([r[c] for c in PREDICT_COLUMNS] for r in kept)]))
     n = n_anom = n_err = 0
     tty, wanted = sys.stderr.isatty(), {str(p): str(p.resolve()) for p in todo}
-    with open(csv_path, 'a', newline='') as f:
+    with open(csv_path, 'a', newline='', encoding='utf-8', errors='surrogateescape') as f:
         w = csv.writer(f)
         for r in scorer(model, todo, out, root, bs, heatmaps):
             if (key := wanted.get(r['path'])) is None or key in done: continue  # delivered twice (a retried worker): written once
             done.add(key); n += 1
             if r['error']:
                 n_err += 1
-                print(f'anomaly-fastai predict: skipped {r["error"]}', file=sys.stderr)
+                print(f'{prog}: skipped {r["error"]}', file=sys.stderr)
             n_anom += r['label'] == 'anomaly'
-            w.writerow([r[c] for c in PREDICT_COLUMNS])
-            if n % bs == 0 or n == len(todo):
-                f.flush()  # an interrupted run keeps every row scored so far
-                if tty: print(f'scored {n}/{len(todo)}', file=sys.stderr, flush=True)
+            with _naming(csv_path):
+                w.writerow([r[c] for c in PREDICT_COLUMNS])
+                if n % bs == 0 or n == len(todo): f.flush()  # an interrupted run keeps every row scored so far (one cut short is scored again: `_complete`)
+            if tty and (n % bs == 0 or n == len(todo)): print(f'scored {n}/{len(todo)}', file=sys.stderr, flush=True)
     _in_input_order(csv_path, files)
     if n < len(todo): raise RuntimeError(f'{len(todo) - n} of {len(todo)} images got no row in {csv_path}; run again with --resume to score them')
     run_summary(len(todo), n_err, n_anom, model.threshold, csv_path)
     return csv_path
 
 def main(argv=None):
-    "Entry point of `anomaly-fastai-run` (and of `anomaly-fastai predict --model FILE.onnx`)."
-    args = build_parser().parse_args(argv)
+    "Entry point of `anomaly-fastai-run`."
+    ap = build_parser()
+    args = ap.parse_args(argv)
     try:
         with contextlib.redirect_stdout(io.StringIO()) if args.quiet else contextlib.nullcontext():  # the run's summary; errors go to stderr
-            predict_files(load(args.model), args.inputs, args.out, args.force, args.bs, not args.no_heatmaps, args.resume)
+            predict_files(load(args.model), args.inputs, args.out, args.force, args.bs, not args.no_heatmaps, args.resume, prog=ap.prog)
     except PartlyFailed as e:
-        print(f'anomaly-fastai predict: {e}', file=sys.stderr)
+        print(f'{ap.prog}: {e}', file=sys.stderr)
         sys.exit(1)
     except (ImportError, OSError, ValueError) as e:  # ImageError, ModelError: ValueErrors; FileExistsError: an OSError
-        print(f'anomaly-fastai predict: error: {e}', file=sys.stderr)
+        print(f'{ap.prog}: error: {e}', file=sys.stderr)
         sys.exit(2)
 
 # %% ../nbs/13_runtime.ipynb #ba5599bd

@@ -20,7 +20,7 @@ from anomaly_fastai.heads import CosineHead, L2Softmax, CenterHead
 from anomaly_fastai.metrics import MinMax
 from anomaly_fastai.scoring import get_scorer
 from anomaly_fastai.twin_detector import head_gradient
-from anomaly_fastai.export import OPSET, META_KEY, export_model, load_torchscript
+from anomaly_fastai.export import OPSET, OUTPUTS, META_KEY, export_model, load_torchscript
 import anomaly_fastai
 from anomaly_fastai import runtime
 
@@ -99,7 +99,7 @@ def _runner(f, fmt):
     "Load `f` once; a function batch -> outputs (numpy)."
     if fmt == 'onnx':
         s = ort.InferenceSession(str(f), providers=['CPUExecutionProvider'])
-        return lambda xb: s.run(None, {'x': xb.numpy()})
+        return lambda xb: s.run(list(OUTPUTS), {'x': xb.numpy()})
     m, _ = load_torchscript(f)
     def run(xb):
         with torch.no_grad(): return [t.numpy() for t in m(xb)]
