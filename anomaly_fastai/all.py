@@ -5,22 +5,15 @@
 # %% auto #0
 __all__ = ['AnomalyDataset', 'DataError', 'Preprocess', 'sample_dataset', 'load_dataset', 'mvtec_dataset', 'folder_dataset',
            'csv_dataset', 'paths_dataset', 'dataframe_dataset', 'check_dataset', 'hold_out_good', 'with_defects',
-           'Detector', 'ThresholdWarning', 'all_methods', 'check_batch', 'KNNDetector', 'PatchCoreDetector',
-           'PaDiMDetector', 'SPADEDetector', 'TwinDetector', 'FlowDetector', 'AutoencoderDetector', 'TiledDetector',
-           'score_images', 'evaluate_detector', 'calibrate_threshold', 'save_heatmaps', 'AnomalyInterpretation',
-           'ResultsTable', 'heatmap_overlay', 'plot_roc', 'plot_score_hist', 'write_report', 'save_detector',
-           'load_detector', 'export_model', 'load_engine', 'Session']
+           'Detector', 'ThresholdWarning', 'all_methods', 'check_batch', 'score_images', 'evaluate_detector',
+           'calibrate_threshold', 'save_heatmaps', 'AnomalyInterpretation', 'ResultsTable', 'heatmap_overlay',
+           'plot_roc', 'plot_score_hist', 'write_report', 'save_detector', 'load_detector', 'export_model',
+           'load_engine', 'Session']
 
 # %% ../nbs/23_all.ipynb #a3304594
 from .data import (AnomalyDataset, DataError, Preprocess, sample_dataset, load_dataset, mvtec_dataset, folder_dataset,
                                  csv_dataset, paths_dataset, dataframe_dataset, check_dataset, hold_out_good, with_defects)
 from .detector import Detector, ThresholdWarning, all_methods, check_batch
-from .knn import KNNDetector
-from .patch import PatchCoreDetector, PaDiMDetector, SPADEDetector
-from .twin_detector import TwinDetector
-from .flow import FlowDetector
-from .autoencoder import AutoencoderDetector
-from .tiling import TiledDetector
 from .evaluate import score_images, evaluate_detector, calibrate_threshold, save_heatmaps
 from .interpret import AnomalyInterpretation
 from .metrics import ResultsTable, heatmap_overlay, plot_roc, plot_score_hist
@@ -34,8 +27,10 @@ from .runtime import Session
 # nbdev puts the names of `_all_` in `__all__`: what `import *` brings
 _all_ = ['AnomalyDataset', 'DataError', 'Preprocess', 'sample_dataset', 'load_dataset', 'mvtec_dataset', 'folder_dataset',
          'csv_dataset', 'paths_dataset', 'dataframe_dataset', 'check_dataset', 'hold_out_good', 'with_defects',
-         'Detector', 'ThresholdWarning', 'all_methods', 'check_batch', 'KNNDetector', 'PatchCoreDetector', 'PaDiMDetector',
-         'SPADEDetector', 'TwinDetector', 'FlowDetector', 'AutoencoderDetector', 'TiledDetector',
-         'score_images', 'evaluate_detector', 'calibrate_threshold', 'save_heatmaps', 'AnomalyInterpretation',
-         'ResultsTable', 'heatmap_overlay', 'plot_roc', 'plot_score_hist', 'write_report',
-         'save_detector', 'load_detector', 'export_model', 'load_engine', 'Session']
+         'Detector', 'ThresholdWarning', 'all_methods', 'check_batch', 'score_images', 'evaluate_detector',
+         'calibrate_threshold', 'save_heatmaps', 'AnomalyInterpretation', 'ResultsTable', 'heatmap_overlay', 'plot_roc',
+         'plot_score_hist', 'write_report', 'save_detector', 'load_detector', 'export_model', 'load_engine', 'Session']
+# and every method's detector class, whichever module registers it (`all_methods`): adding a method touches nothing here
+_methods = {c.__name__: c for c in all_methods().values()}
+globals().update(_methods)
+__all__ = [*_all_, *_methods]

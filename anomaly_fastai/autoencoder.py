@@ -4,18 +4,22 @@
 
 # %% ../nbs/16_autoencoder.ipynb #0e39810a
 from __future__ import annotations
+import math
+from functools import partial
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
-from fastprogress.fastprogress import progress_bar
-from .data import check_holdout, hold_out_good
+from fastai.learner import Learner
+from .data import AnomalyDataset, check_holdout, hold_out_good
 from .detector import Detector, register
+from .training import LoopBatches, fit_view, loop_learner, shown
 from .patch import anomaly_maps
 
 # %% auto #0
 __all__ = ['LOSSES', 'COLORS', 'AUGMENTS', 'gaussian_window', 'ssim_map', 'ConvAutoencoder', 'resize_matrices',
-           'AutoencoderInput', 'residual_map', 'AutoencoderScoring', 'augment', 'AutoencoderDetector']
+           'AutoencoderInput', 'residual_map', 'AutoencoderScoring', 'reconstruction_loss', 'augment',
+           'AutoencoderDetector']
 
 # %% ../nbs/16_autoencoder.ipynb #8004a304
 def gaussian_window(size: int = 11, sigma: float = 1.5) -> Tensor:
@@ -102,6 +106,10 @@ class AutoencoderScoring(nn.Module):
 # %% ../nbs/16_autoencoder.ipynb #69414066
 LOSSES, COLORS, AUGMENTS = ('ssim', 'l2'), ('rgb', 'gray'), ('flip', 'rotate', 'none')
 
+def reconstruction_loss(rec: Tensor, x: Tensor, loss: str = 'ssim') -> Tensor:
+    "The autoencoder's training loss: the mean `residual_map` of inputs `x` and their reconstructions `rec`."
+    return residual_map(x, rec, loss).mean()
+
 def augment(x: Tensor, how: str, g: torch.Generator) -> Tensor:
     "Random flips (`'flip'`), plus rotations by multiples of 90 degrees for square images (`'rotate'`), of a batch (B, C, H, W)."
     if how == 'none': return x
@@ -117,6 +125,7 @@ def augment(x: Tensor, how: str, g: torch.Generator) -> Tensor:
 class AutoencoderDetector(Detector):
     "The MVTec AD paper's convolutional autoencoder (latent 100) trained with an L2 or SSIM loss; residual maps, image score = max of the blurred map."
     method = 'autoencoder'
+    trains = True
     test_params = dict(ae_size=32, epochs=1)  # fits in seconds on the 64 px sample (export parity tests)
     def __init__(self,
                  backbone: str = 'none',  # no backbone: the autoencoder learns from the pixels (always 'none')
@@ -141,6 +150,7 @@ class AutoencoderDetector(Detector):
                          augment=augment, holdout=holdout, **kw)
         self.ae_size, self.latent, self.loss, self.color, self.epochs, self.lr, self.augment = ae_size, latent, loss, color, epochs, lr, augment
         self.holdout = holdout
+        self.learn = None  # the fastai `Learner` of the last `fit`
 
     @property
     def ae_input(self) -> tuple[int, int]:
@@ -153,9 +163,9 @@ class AutoencoderDetector(Detector):
         "Model inputs (B, 3, H, W) -> autoencoder inputs (B, 1 or 3, h, w), on the device."
         return AutoencoderInput(self.pre.input_size, self.ae_input, self.color == 'gray').to(self.device)
 
-    def _build(self):
+    def _new_model(self) -> ConvAutoencoder:
         h, w = self.ae_input
-        self.model = ConvAutoencoder(1 if self.color == 'gray' else 3, self.latent, (h // 16, w // 16)).to(self.device)
+        return ConvAutoencoder(1 if self.color == 'gray' else 3, self.latent, (h // 16, w // 16)).to(self.device)
 
     def _scoring_module(self) -> AutoencoderScoring:
         return AutoencoderScoring(self.model, self._prep(), self.loss, self.pre.input_size).to(self.device)
@@ -165,24 +175,36 @@ class AutoencoderDetector(Detector):
         prep = self._prep()
         return torch.cat([prep(xb) for xb in self._batches(ds, bs, progress)])
 
-    def _fit(self, ds, bs, progress):
+    def _data(self, ds, bs, progress) -> tuple[Tensor, Tensor]:
+        "Autoencoder inputs of the good training images of `ds` and of those that set the threshold (held out, or the same with `holdout=0`)."
         ds, held = hold_out_good(ds, self.holdout, self.seed)
         imgs = self._images(ds, bs, progress)
-        torch.manual_seed(self.seed); self._build()
-        opt = torch.optim.Adam(self.model.parameters(), lr=self.lr, weight_decay=1e-5)
-        g, self.losses = torch.Generator().manual_seed(self.seed), []
-        for ep in (progress_bar(range(self.epochs), leave=False) if progress else range(self.epochs)):
-            self.model.train()
-            order, tot = torch.randperm(len(imgs), generator=g), 0.
+        return imgs, (imgs if held is None else self._images(held, bs, False))
+
+    def _learner(self, imgs: Tensor, valid: Tensor, bs: int, cbs=None) -> Learner:
+        "A `Learner` of a new autoencoder: each epoch `imgs` in a seeded random order, in augmented batches of `bs`; `valid` for the validation loss."
+        def epoch(g):
+            order = torch.randperm(len(imgs), generator=g)
             for i in range(0, len(order), bs):
                 xb = augment(imgs[order[i:i + bs]], self.augment, g)
-                loss = residual_map(xb, self.model(xb), self.loss).mean()
-                opt.zero_grad(); loss.backward(); opt.step()
-                tot += loss.item() * len(xb)
-            self.losses.append(tot / len(imgs))
-        self.model.eval()
-        m, a = self.module, imgs if held is None else self._images(held, bs, False)   # the scoring module of the trained model
-        with torch.no_grad(): maps = torch.cat([m.maps(a[i:i + 32]) for i in range(0, len(a), 32)])
+                yield xb, xb
+        torch.manual_seed(self.seed)
+        return loop_learner(self._new_model(), LoopBatches(epoch, math.ceil(len(imgs) / bs), self.seed),
+                            LoopBatches(lambda g: ((v, v) for v in valid.split(bs)), math.ceil(len(valid) / bs)),
+                            partial(reconstruction_loss, loss=self.loss), self.lr, self.device, cbs, weight_decay=1e-5)
+
+    def learner(self, ds: AnomalyDataset, bs: int = 32, cbs=None) -> Learner:
+        "The fastai `Learner` that `fit(ds, bs, cbs=cbs)` trains, untrained (the images of `ds` and a new autoencoder), leaving the detector as it is: for `lr_find`, or to train by hand."
+        view, ds = fit_view(self, ds)
+        return view._learner(*view._data(ds, bs, False), bs, cbs)
+
+    def _fit(self, ds, bs, progress):
+        imgs, valid = self._data(ds, bs, progress)
+        self.learn = self._learner(imgs, valid, bs, self.fit_cbs)
+        with shown(self.learn, progress): self.learn.fit(self.epochs)
+        self.model, self.losses = self.learn.model.eval(), self.learn.epoch_losses.losses
+        m = self.module   # the scoring module of the trained model
+        with torch.no_grad(): maps = torch.cat([m.maps(valid[i:i + 32]) for i in range(0, len(valid), 32)])
         self._loo = maps.amax((1, 2)).cpu()
         self.map_range = float(maps[:16].median()), float(maps[:16].max())
 
@@ -191,5 +213,5 @@ class AutoencoderDetector(Detector):
 
     def _state(self): return dict(model=self.model.state_dict(), map_range=torch.tensor(self.map_range))
     def _load_state(self, st):
-        self._build(); self.model.load_state_dict(st['model']); self.model.eval()
+        self.model = self._new_model(); self.model.load_state_dict(st['model']); self.model.eval()
         self.map_range = tuple(st['map_range'].tolist())

@@ -19,7 +19,7 @@ from .metrics import MinMax
 
 # %% auto #0
 __all__ = ['DETECTORS', 'GOOD_SCORES', 'default_device', 'register', 'all_methods', 'ThresholdWarning', 'frr_rule', 'Normalise',
-           'check_batch', 'Detector', 'gaussian_blur']
+           'check_batch', 'as_dataset', 'Detector', 'gaussian_blur']
 
 # %% ../nbs/07_detector.ipynb #59483e79
 def default_device() -> torch.device:
@@ -105,9 +105,19 @@ def check_batch(x, input_size: tuple[int, int]) -> torch.Tensor:
                          'pass images before any mean/std normalisation')
     return x
 
+def as_dataset(ds) -> AnomalyDataset:
+    "What `fit` learns from: an `AnomalyDataset`, a dataset path (`load_dataset`), or a list of good image paths (`paths_dataset`)."
+    if isinstance(ds, (str, Path)): return load_dataset(ds)
+    if isinstance(ds, (list, tuple)): return paths_dataset(ds)
+    if not isinstance(ds, AnomalyDataset):
+        raise TypeError(f'ds: expected an AnomalyDataset, a dataset path or a list of good image paths, got {type(ds).__name__}')
+    return ds
+
 class Detector:
     "Base class of every method: fit on good images, score and localise anomalies, save and load."
     method = ''
+    trains = False  # whether fitting trains a network as a fastai `Learner` (`fit` then takes `cbs`, the method has `learner`)
+    fit_cbs = None  # the fastai callbacks `fit` was given, for `_fit` (None: also when a tiling or fusion runs `_fit` itself)
     test_params = {}  # settings that fit in seconds on the 64 px embedded sample: the export parity tests run every method with them
     def __init__(self, backbone: str | Backbone = 'mobilenet_v2', pre: Optional[Preprocess] = None, pretrained: bool = True,
                  seed: int = 42, frr: float = 0.01, device=None, **params):
@@ -141,13 +151,15 @@ class Detector:
     def _check_fit(self, ds: AnomalyDataset): pass  # raise ValueError if the parameters cannot work with `ds`, before any slow work
 
     # -- shared
-    def fit(self, ds: AnomalyDataset, bs: int = 32, progress: bool = True) -> 'Detector':
+    def fit(self, ds: AnomalyDataset, bs: int = 32, progress: bool = True, cbs=None) -> 'Detector':
         """Learn what good looks like from `ds.train`, then set the normalisation and threshold from leave-one-out scores.
-        `ds`: an `AnomalyDataset`, a dataset path (`load_dataset`), or a list of good image paths (`paths_dataset`)."""
-        if isinstance(ds, (str, Path)): ds = load_dataset(ds)
-        elif isinstance(ds, (list, tuple)): ds = paths_dataset(ds)
-        elif not isinstance(ds, AnomalyDataset):
-            raise TypeError(f'ds: expected an AnomalyDataset, a dataset path or a list of good image paths, got {type(ds).__name__}')
+        `ds`: an `AnomalyDataset`, a dataset path (`load_dataset`), or a list of good image paths (`paths_dataset`). `cbs`:
+        fastai callbacks added to the training `Learner` of a method that trains one (`trains`; it keeps it as `learn`)."""
+        ds = as_dataset(ds)
+        if cbs is not None and not self.trains:
+            raise ValueError(f'cbs: the {self.method} method trains no network, so there is no fastai Learner to add callbacks to; '
+                             f'the methods that train one: {", ".join(sorted(m for m, c in DETECTORS.items() if c.trains))}')
+        self.fit_cbs = cbs
         if len(ds.train) < 2: raise DataError(f'{ds.root}: expected at least 2 good training images (leave-one-out scores need another image), found {len(ds.train)}')
         if bs < 1: raise ValueError(f'bs must be at least 1, got {bs}')
         self._check_fit(ds)

@@ -58,8 +58,9 @@ def _has_ort() -> bool:
     return True
 
 def _compressed(params: dict | None) -> bool:
-    "Whether a detector of these constructor `params` (tiled: its inner detector's) keeps its bank compressed."
-    return bool(params) and (params.get('search') in COMPRESSED_SEARCHES or _compressed(params.get('inner_params')))
+    "Whether a detector of these constructor `params` (tiled: its inner detector's; fusion: a member's) keeps its bank compressed."
+    return bool(params) and (params.get('search') in COMPRESSED_SEARCHES or _compressed(params.get('inner_params'))
+                             or any(map(_compressed, (params.get('member_params') or {}).values())))
 
 def engine_for(det: Detector, engine: str = 'auto', cache_dir=None, threads: int | None = None) -> Engine:
     """The engine that scores with the fitted `det`: 'onnxruntime' (its module exported in memory, cached in `cache_dir`),

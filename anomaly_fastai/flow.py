@@ -5,20 +5,25 @@
 # %% ../nbs/15_flow.ipynb #16fc6f48
 from __future__ import annotations
 import math
+from dataclasses import dataclass
+from functools import partial
 from typing import Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
-from fastprogress.fastprogress import progress_bar
+from fastcore.foundation import L
+from fastai.learner import Learner
 from .backbones import extract_features, feature_taps
-from .data import check_holdout, hold_out_good
+from .data import AnomalyDataset, check_holdout, hold_out_good
 from .detector import gaussian_blur, register
 from .patch import FeatureMapDetector, anomaly_maps, locally_aware_patches
+from .training import LoopBatches, TorchScheduler, fit_view, loop_learner, shown
 
 # %% auto #0
 __all__ = ['ANOMALIES', 'positional_encoding', 'AffineCoupling', 'ConditionalFlow', 'normal_boundary', 'bgspp_loss',
-           'paste_anomaly', 'lr_schedule', 'FlowScoring', 'FlowDetector']
+           'paste_anomaly', 'lr_schedule', 'FlowScoring', 'LogLikelihood', 'flow_loss', 'normal_count', 'FlowData',
+           'FlowDetector']
 
 # %% ../nbs/15_flow.ipynb #ceddeda3
 def positional_encoding(d: int, h: int, w: int) -> Tensor:
@@ -173,6 +178,26 @@ class FlowScoring(nn.Module):
         scores = maps.amax((1, 2))
         return scores, maps, torch.full_like(scores, -1, dtype=torch.long)
 
+# %% ../nbs/15_flow.ipynb #55a9a10c
+class LogLikelihood(nn.Module):
+    "The model a flow trains as: features (N, dim) and conditions (N, cond_dim) -> log-likelihood per dimension (N,)."
+    def __init__(self, flow: ConditionalFlow):
+        super().__init__()
+        self.flow = flow
+    def forward(self, x: Tensor, c: Tensor) -> Tensor: return self.flow.log_prob(x, c)
+
+def flow_loss(logp: Tensor, abnormal: Tensor, boundary: bool = False, lam: float = 1., beta: float = 0.01, tau: float = 0.1) -> Tensor:
+    "The flow's training loss: -log sigmoid of the normal patches' log-likelihoods, plus `lam` x `bgspp_loss` with `boundary` (abnormal patches in training)."
+    loss = -F.logsigmoid(logp[~abnormal]).mean()
+    return loss + lam * bgspp_loss(logp, abnormal, beta, tau) if boundary else loss
+
+def normal_count(learn) -> int: return int((~learn.yb[0]).sum())  # the weight of a batch's loss in the epoch's mean
+
+@dataclass
+class FlowData:
+    "What a flow trains on: standardised normal patch features `xn` (N, C) at grid positions `pn` (N,), abnormal ones `xa`, `pa` (None: none), conditions `cond` (h * w, cond_dim), features `valid` (M, C, h, w) of the good images that set the threshold, and the standardisation `mean`, `std` (C,)."
+    xn: Tensor; pn: Tensor; xa: Optional[Tensor]; pa: Optional[Tensor]; cond: Tensor; valid: Tensor; mean: Tensor; std: Tensor
+
 # %% ../nbs/15_flow.ipynb #5cf3e275
 ANOMALIES = ('auto', 'none', 'pseudo', 'real')
 
@@ -180,6 +205,7 @@ ANOMALIES = ('auto', 'none', 'pseudo', 'real')
 class FlowDetector(FeatureMapDetector):
     "A conditional normalizing flow on stride-8 patch features; negative log-likelihood maps; BGAD's BG-SPP loss with real or pasted defects."
     method = 'flow'
+    trains = True
     test_params = dict(epochs=1)  # fits in seconds on the 64 px sample (export parity tests)
     def __init__(self,
                  backbone='mobilenet_v2',  # feature backbone (frozen): a name or a `Backbone`
@@ -211,6 +237,7 @@ class FlowDetector(FeatureMapDetector):
         self.epochs, self.lr, self.coupling_layers, self.cond_dim, self.clamp = epochs, lr, coupling_layers, cond_dim, clamp
         self.anomalies, self.beta, self.tau, self.lam, self.n_pseudo, self.ppb = anomalies, beta, tau, lam, n_pseudo, patches_per_batch
         self.holdout = holdout
+        self.learn = None  # the fastai `Learner` of the last `fit`
 
     def _check_fit(self, ds):
         if self.anomalies == 'real' and not ds.defects:
@@ -227,8 +254,6 @@ class FlowDetector(FeatureMapDetector):
     def _features(self, x: Tensor) -> Tensor:
         "Raw patch features (B, C, h, w) on the stride-8 grid."
         return locally_aware_patches(extract_features(self.backbone, x, ('stride8', 'stride16')), 1 << 30)
-
-    def _standard(self, f: Tensor) -> Tensor: return (f - self.mean[:, None, None]) / self.std[:, None, None]
 
     def _cond(self, h: int, w: int) -> Tensor:
         "Conditions (h*w, cond_dim) of the positions of an h x w grid, row by row."
@@ -256,59 +281,69 @@ class FlowDetector(FeatureMapDetector):
         share = F.adaptive_avg_pool2d((ms > 0.5).float()[:, None].to(self.device), f.shape[-2:])[:, 0]
         return f, share
 
-    def _fit(self, ds, bs, progress):
+    def _data(self, ds, bs, progress) -> FlowData:
+        "The features `fit` trains on: `ds` split into training and held-out good images (`holdout`), standardised on the training ones."
         ds, held = hold_out_good(ds, self.holdout, self.seed)
         good = torch.cat([self._features(xb).clone() for xb in self._batches(ds, bs, progress)])   # (N, C, h, w)
         N, C, h, w = good.shape
-        self.mean, self.std = good.mean((0, 2, 3)), good.std((0, 2, 3)).clamp_min(1e-6)
-        good = self._standard(good)
+        mean, std = good.mean((0, 2, 3)), good.std((0, 2, 3)).clamp_min(1e-6)
+        standard = lambda f: (f - mean[:, None, None]) / std[:, None, None]
+        good = standard(good)
         fa, share = self._anomalous(ds, progress)
-        cond = self._cond(h, w)
         xn, pn = good.permute(0, 2, 3, 1).reshape(-1, C), torch.arange(h * w, device=self.device).repeat(N)
         xa = pa = None
         if fa is not None:
-            fa = self._standard(fa.clone()).permute(0, 2, 3, 1).reshape(-1, C)
+            fa = standard(fa.clone()).permute(0, 2, 3, 1).reshape(-1, C)
             share, pos = share.reshape(-1), torch.arange(h * w, device=self.device).repeat(len(share))
             xn, pn = torch.cat([xn, fa[share == 0]]), torch.cat([pn, pos[share == 0]])
             xa, pa = fa[share >= 0.25], pos[share >= 0.25]
             if not len(xa): xa = pa = None
-        self.n_abnormal_patches = 0 if xa is None else len(xa)
-        torch.manual_seed(self.seed)
-        self.flow = ConditionalFlow(C, self.cond_dim, self.coupling_layers, clamp=self.clamp, seed=self.seed).to(self.device)
-        opt = torch.optim.Adam(self.flow.parameters(), lr=self.lr)
-        sched = lr_schedule(opt, self.lr, self.epochs * math.ceil(len(xn) / self.ppb))
-        g = torch.Generator().manual_seed(self.seed)
-        self.losses = []
-        for ep in (progress_bar(range(self.epochs), leave=False) if progress else range(self.epochs)):
-            order, tot = torch.randperm(len(xn), generator=g).to(self.device), 0.
+        valid = good if held is None else standard(torch.cat([self._features(xb).clone() for xb in self._batches(held, bs, False)]))
+        return FlowData(xn, pn, xa, pa, self._cond(h, w), valid, mean, std)
+
+    def _learner(self, d: FlowData, cbs=None) -> Learner:
+        "A `Learner` of a new flow on `d`: each epoch the normal patches in a seeded random order, in batches of `patches_per_batch`, each with half as many abnormal patches drawn at random; BGAD's `lr_schedule`."
+        C, (h, w), dev = d.xn.shape[1], d.valid.shape[-2:], self.device
+        def epoch(g):
+            order = torch.randperm(len(d.xn), generator=g).to(dev)
             for i in range(0, len(order), self.ppb):
                 idx = order[i:i + self.ppb]
-                x, c, abn = xn[idx], cond[pn[idx]], torch.zeros(len(idx), dtype=torch.bool, device=self.device)
-                if xa is not None:
-                    j = torch.randint(len(xa), (max(1, len(idx) // 2),), generator=g).to(self.device)
-                    x, c = torch.cat([x, xa[j]]), torch.cat([c, cond[pa[j]]])
-                    abn = torch.cat([abn, torch.ones(len(j), dtype=torch.bool, device=self.device)])
-                logp = self.flow.log_prob(x, c)
-                loss = -F.logsigmoid(logp[~abn]).mean()
-                if xa is not None and self.lam > 0: loss = loss + self.lam * bgspp_loss(logp, abn, self.beta, self.tau)
-                opt.zero_grad(); loss.backward(); opt.step(); sched.step()
-                tot += loss.item() * len(idx)
-            self.losses.append(tot / len(xn))
-        self.flow.eval()
+                x, c, abn = d.xn[idx], d.cond[d.pn[idx]], torch.zeros(len(idx), dtype=torch.bool, device=dev)
+                if d.xa is not None:
+                    j = torch.randint(len(d.xa), (max(1, len(idx) // 2),), generator=g).to(dev)
+                    x, c = torch.cat([x, d.xa[j]]), torch.cat([c, d.cond[d.pa[j]]])
+                    abn = torch.cat([abn, torch.ones(len(j), dtype=torch.bool, device=dev)])
+                yield x, c, abn
+        k = max(1, self.ppb // (h * w))   # validation batches: the patches of k good images
+        def valid(g):
+            for f in d.valid.split(k):
+                yield f.permute(0, 2, 3, 1).reshape(-1, C), d.cond.repeat(len(f), 1), torch.zeros(len(f) * h * w, dtype=torch.bool, device=dev)
+        torch.manual_seed(self.seed)
+        flow = ConditionalFlow(C, self.cond_dim, self.coupling_layers, clamp=self.clamp, seed=self.seed).to(dev)
+        loss = partial(flow_loss, boundary=d.xa is not None and self.lam > 0, lam=self.lam, beta=self.beta, tau=self.tau)
+        return loop_learner(LogLikelihood(flow), LoopBatches(epoch, math.ceil(len(d.xn) / self.ppb), self.seed),
+                            LoopBatches(valid, math.ceil(len(d.valid) / k)), loss, self.lr, dev,
+                            [TorchScheduler(partial(lr_schedule, lr=self.lr)), *L(cbs)], weight=normal_count)
+
+    def learner(self, ds: AnomalyDataset, bs: int = 32, cbs=None) -> Learner:
+        "The fastai `Learner` that `fit(ds, bs, cbs=cbs)` trains, untrained (features of `ds` and a new flow), leaving the detector as it is: for `lr_find`, or to train by hand."
+        view, ds = fit_view(self, ds)
+        return view._learner(view._data(ds, bs, False), cbs)
+
+    def _fit(self, ds, bs, progress):
+        self.params['defects_record'] = ds.defects_record if self.anomalies in ('auto', 'real') else None
+        d = self._data(ds, bs, progress)
+        self.mean, self.std, self.n_abnormal_patches = d.mean, d.std, 0 if d.xa is None else len(d.xa)
+        self.learn = self._learner(d, self.fit_cbs)
+        with shown(self.learn, progress): self.learn.fit(self.epochs)
+        self.flow, self.losses = self.learn.model.flow.eval(), self.learn.epoch_losses.losses
         m = self.module  # the scoring module of the trained flow scores the held-out (or training) images
-        with torch.no_grad():
-            if held is not None: good = torch.cat([m.standard(m.features(xb)) for xb in self._batches(held, bs, False)])
-            maps = torch.cat([m.maps(good[i:i + 32]) for i in range(0, len(good), 32)])
+        with torch.no_grad(): maps = torch.cat([m.maps(d.valid[i:i + 32]) for i in range(0, len(d.valid), 32)])
         self._loo = maps.amax((1, 2)).cpu()
         self._set_map_range(maps[:16])
 
     def _loo_scores(self): return self._loo
     def _scored_as(self): return 'held-out' if self.holdout else 'in-sample'  # the threshold's good images
-
-    def fit(self, ds, bs=32, progress=True):
-        "Fit on the good images of `ds` and, per `anomalies`, on its defects (`with_defects`) or pasted pseudo anomalies; `defects_record` goes to config.json."
-        self.params['defects_record'] = ds.defects_record if self.anomalies in ('auto', 'real') else None
-        return super().fit(ds, bs, progress)
 
     def _state(self):
         return dict(flow=self.flow.state_dict(), mean=self.mean, std=self.std, map_range=torch.tensor(self.map_range))

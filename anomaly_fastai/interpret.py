@@ -9,13 +9,15 @@ import matplotlib.pyplot as plt
 from fastcore.basics import patch
 from .data import AnomalyDataset, image_size
 from .detector import Detector
+from .engine import engine_for
 from .evaluate import evaluate_detector, original_image, score_images
+from .export import export_metadata
 from .metrics import heatmap_overlay, plot_roc, plot_score_hist
 from .report import confusion_counts, display_range, gallery_order, nearest_good, thumb_size
-from .runtime import SCORE_BS
+from .runtime import SCORE_BS, Engine
 
 # %% auto #0
-__all__ = ['AnomalyInterpretation']
+__all__ = ['engine_of', 'AnomalyInterpretation']
 
 # %% ../nbs/22_interpret.ipynb #8182ba7b
 _KIND = dict(FN='missed defect', FP='false alarm', TP='defect found', TN='good passed')
@@ -29,6 +31,14 @@ def _show_image(axs, path, amap, mask, title: str, near=None, rng=(None, None), 
         ax.axis('off')
         if pic is not None: ax.imshow(pic); ax.set_title(name, fontsize=8)
 
+# %% ../nbs/22_interpret.ipynb #6aacb5e9
+def engine_of(det: Detector) -> Engine:
+    "`engine_for(det)`, kept with `det` for its fitted state (export metadata: threshold, normalisation...; scoring module): a second look does not export again."
+    meta, module = export_metadata(det), det.module   # export_metadata refuses an unfitted detector
+    kept = getattr(det, '_look_engine', None)
+    if kept is None or kept[0] != meta or kept[1] is not module: kept = det._look_engine = (meta, module, engine_for(det))
+    return kept[2]
+
 # %% ../nbs/22_interpret.ipynb #43dd2b28
 class AnomalyInterpretation:
     "What `det` makes of the test images of `ds`: `metrics` and per-image results `res` of `evaluate_detector`, and plots of them."
@@ -38,9 +48,9 @@ class AnomalyInterpretation:
 
     @classmethod
     def from_detector(cls, det: Detector, ds: AnomalyDataset, bs: int = SCORE_BS, progress: bool = True) -> AnomalyInterpretation:
-        "Score the test images of `ds` with the fitted `det` once (`evaluate_detector`) and keep the results."
+        "Score the test images of `ds` with the fitted `det` once (`evaluate_detector`, `engine_of`) and keep the results."
         if not isinstance(ds, AnomalyDataset): raise TypeError(f'ds: expected an AnomalyDataset (e.g. `mvtec_dataset(root, category)`), got {type(ds).__name__}')
-        return cls(det, ds, *evaluate_detector(det, ds, bs, progress))
+        return cls(det, ds, *evaluate_detector(det, ds, bs, progress, engine=engine_of(det)))
 
     def top_losses(self, k: int | None = None) -> list[tuple[int, str]]:
         "Up to `k` (test index, kind) pairs: missed defects (FN), false alarms (FP), then the correct decisions nearest the threshold."
@@ -128,7 +138,7 @@ def show_results(self: Detector, ds: AnomalyDataset, n: int = 4, side: int = 256
     if not ds.test: raise ValueError(f'{ds.root}: no test images to show')
     if n < 1: raise ValueError(f'n must be at least 1, got {n}')
     picked = [ds.test[i] for i in np.linspace(0, len(ds.test) - 1, min(n, len(ds.test))).round().astype(int)]
-    rows = list(score_images(self, [s.path for s in picked], progress=False))
+    rows = list(score_images(self, [s.path for s in picked], progress=False, engine=engine_of(self)))
     rng = display_range(self, [r['map'] for r in rows]) if rows[0]['map'] is not None else (None, None)
     fig, axs = plt.subplots(len(rows), 3, figsize=(width, width / 3 * len(rows)), squeeze=False)
     for s, r, ax in zip(picked, rows, axs):

@@ -4,17 +4,20 @@
 
 # %% ../nbs/08_twin_detector.ipynb #6422867a
 from __future__ import annotations
+import tempfile
 import torch
 import torch.nn.functional as F
 from torch import nn
+from fastai.learner import Learner
 from fastai.torch_core import set_seed
 from .backbones import Backbone, get_backbone, tuned_backbone
-from .data import train_dls
+from .data import AnomalyDataset, train_dls
 from .twin import twin_dls
 from .heads import CosineHead, FeatureDistill, FrozenBN, L2Softmax, MetricModel, get_head, metric_learner, fit_metric
 from .scoring import CosineKNN, Scorer, get_scorer
 from .metrics import MinMax
 from .detector import Detector, register
+from .training import fit_view, shown
 from .saving import BACKBONE_SPECS, load_detector
 
 # %% auto #0
@@ -67,6 +70,7 @@ class TwinScoring(nn.Module):
 class TwinDetector(Detector):
     "Anomaly twin + metric learning: a CNN trained on good images vs their synthetic twins, scored by embedding distance."
     method = 'twin'
+    trains = True
     test_params = dict(head='arcface', epochs=0, epochs_frozen=0)  # fits in seconds on the 64 px sample (export parity tests)
     def __init__(self,
                  backbone='mobilenet_v2',  # feature backbone (a pretrained one: the twin model fine-tunes it)
@@ -95,6 +99,7 @@ class TwinDetector(Detector):
         if freeze_bn and not self.pretrained: raise ValueError('freeze_bn keeps the pretrained BatchNorm layers, and pretrained=False has none: expected freeze_bn=False or None')
         get_scorer(score)  # fail early on an unknown scorer name
         self.models, self.scorers, self.norms = [], [], []
+        self.learners = []  # the members' fastai `Learner`s of the last `fit`
 
     def _scorer(self): return get_scorer(self.params['score'], **({'k': self.params['k']} if self.params['score'] in ('knn', 'lof') else {}))
 
@@ -103,31 +108,38 @@ class TwinDetector(Detector):
         model.eval()
         return torch.cat([model.embed(x[i:i + 64]) for i in range(0, len(x), 64)]).float()
 
-    def _train_member(self, ds, seed: int, progress: bool):
+    def _member_learner(self, ds, seed: int, cbs=None) -> Learner:
+        "The `Learner` of a new ensemble member of seed `seed` on the good training images of `ds` and their twins."
         p = self.params
         set_seed(seed, reproducible=True)
         dls = twin_dls(ds.train, self.pre, twin=p['twin'], valid_pct=0.1, bs=p['bs'], seed=seed,
                        num_workers=p['num_workers'], device=self.device)
-        learn = metric_learner(dls, self.backbone_name, p['head'], pretrained=self.pretrained)
-        frozen = p['epochs_frozen'] if self.pretrained else 0  # a random body gains nothing from a frozen phase
+        learn = metric_learner(dls, self.backbone_name, p['head'], pretrained=self.pretrained,
+                               model_dir=tempfile.gettempdir())  # lr_find's temporary weights go there, not into the working directory
         # the untuned pretrained body is the distillation target
-        cbs = [FeatureDistill(get_backbone(self.backbone_name, pretrained=self.pretrained), p['distill'])] if p['distill'] else []
-        freeze_bn = self.pretrained if p['freeze_bn'] is None else p['freeze_bn']  # None: keep them when there are pretrained ones
-        if freeze_bn: cbs.append(FrozenBN())
-        fit = lambda: fit_metric(learn, frozen, p['epochs'], p['lr'], p['lr_mult'], cbs)
-        if progress: fit()
-        else:
-            with learn.no_bar(), learn.no_logging(): fit()
-        return learn.model.eval()
+        if p['distill']: learn.add_cb(FeatureDistill(get_backbone(self.backbone_name, pretrained=self.pretrained), p['distill']))
+        if self.pretrained if p['freeze_bn'] is None else p['freeze_bn']: learn.add_cb(FrozenBN())  # None: keep them when there are pretrained ones
+        return learn.add_cbs(cbs)
+
+    def learner(self, ds: AnomalyDataset, member: int = 0, cbs=None) -> Learner:
+        "The fastai `Learner` that `fit(ds, cbs=cbs)` trains as ensemble member `member` (seed `seed + member`), untrained, leaving the detector as it is: for `lr_find`, or to train by hand (`heads.fit_metric`)."
+        if not 0 <= member < self.params['ensemble']: raise ValueError(f"member must be in 0..{self.params['ensemble'] - 1} (ensemble={self.params['ensemble']}), got {member}")
+        view, ds = fit_view(self, ds)
+        return view._member_learner(ds, self.seed + member, cbs)
 
     def _fit(self, ds, bs, progress):
         dl = train_dls(ds, self.pre, bs=bs).train  # in dataset order: row i of every embedding bank is ds.train[i]
-        self.models, self.scorers, self.norms = [], [], []
-        for m in range(self.params['ensemble']):
-            model = self._train_member(ds, self.seed + m, progress)
+        self.models, self.scorers, self.norms, self.learners = [], [], [], []
+        p = self.params
+        frozen = p['epochs_frozen'] if self.pretrained else 0  # a random body gains nothing from a frozen phase
+        for m in range(p['ensemble']):
+            learn = self._member_learner(ds, self.seed + m, self.fit_cbs)
+            with shown(learn, progress): fit_metric(learn, frozen, p['epochs'], p['lr'], p['lr_mult'])
+            model = learn.model.eval()
             emb = torch.cat([self._embed(model, xb.to(self.device)) for xb, _ in dl])  # batch by batch: any number of images
             scorer = self._scorer().fit(emb)
             self.models.append(model); self.scorers.append(scorer); self.norms.append(MinMax().fit(scorer.loo_scores()))
+            self.learners.append(learn)
         self.map_range = self._map_range(next(iter(dl))[0][:16])
 
     def _loo_scores(self): return ensemble_score([s.loo_scores() for s in self.scorers], self.norms)
