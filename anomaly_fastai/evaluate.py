@@ -4,7 +4,7 @@
 
 # %% ../nbs/18_evaluate.ipynb #346ce0ea
 from __future__ import annotations
-import os, time
+import os, time, warnings
 from pathlib import Path
 from typing import Optional
 import numpy as np, torch
@@ -75,6 +75,10 @@ def evaluate_detector(det: Detector, ds: AnomalyDataset, bs: int = SCORE_BS, pro
     `youden_threshold` / `youden_tpr` / `youden_tnr`, the best TPR + TNR point chosen on these very test labels (optimistic: for comparison)."""
     res = score_dataset(det, ds, bs, progress, engine=engine)
     has_masks = res['maps'] is not None and any(s.mask is not None for s in ds.test)
+    if has_masks and (blank := [s.mask for s, mk in zip(ds.test, res['masks']) if s.label == 1 and s.mask is not None and not mk.any()]):
+        warnings.warn(f'{blank[0]}: the mask of a defective image marks no pixel at the size it is evaluated at'
+                      + (f' (and {len(blank) - 1} more masks)' if len(blank) > 1 else '')
+                      + '; its pixels count as good in the pixel AUROC and PRO: expected the defect marked (white on black)', stacklevel=2)
     m = evaluate(res['labels'], res['scores'], res['masks'] if has_masks else None, res['maps'] if has_masks else None)
     m = {f'youden_{k}' if k in ('threshold', 'tpr', 'tnr') else k: v for k, v in m.items()}  # `evaluate`'s best point, named for the threshold it belongs to
     m.update(rates_at_threshold(det, res['labels'], res['scores']), images_per_s=res['images_per_s'])

@@ -509,8 +509,9 @@ def out_lock(out, prog: str = 'anomaly-fastai predict'):
     """Hold the output folder `out` (created; checked for writing at once) while the block runs: `LOCK_FILE`, locked
     (`flock`) and naming this process, so that a second run into it is refused (`OutputLocked`), whatever its flags. A
     lock file left by a run that died is taken over, and `prog` says so on stderr. Released, the file removed, on the
-    way out, errors included."""
+    way out, errors included (and `out` too when this made it and nothing was written there)."""
     out = Path(out)
+    made = not out.exists()
     f, fd = out/LOCK_FILE, _open_lock(out/LOCK_FILE)
     try:
         while fcntl is not None:
@@ -531,6 +532,8 @@ def out_lock(out, prog: str = 'anomaly-fastai predict'):
         finally:
             _HELD.discard(out.resolve())
             with contextlib.suppress(OSError): f.unlink()  # before the lock is let go: a run that opened the file meanwhile finds it gone, and retries
+            if made:
+                with contextlib.suppress(OSError): out.rmdir()  # a run refused before writing leaves no empty folder behind
     finally: os.close(fd)
 
 # %% ../nbs/13_runtime.ipynb #985790ee
