@@ -187,7 +187,7 @@ class Report:
         out_dir.mkdir(parents=True, exist_ok=True)
         if table is None and (out_dir/'results.csv').is_file(): table = ResultsTable.from_csv(out_dir/'results.csv')
         path = out_dir/'report.html'
-        path.write_text(self.html(table), encoding='utf-8')
+        path.write_text(self.html(table), encoding='utf-8', errors='backslashreplace')  # a file name that is not UTF-8 shows as \xNN
         return path
 
 # %% ../nbs/14_report.ipynb #998109e7

@@ -286,3 +286,22 @@ def test_a_full_disk_names_the_file(models, tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space left on device: '.*m.onnx'"): export_model(models/'model', 'onnx', tmp_path/'m.onnx')
     with pytest.raises(OSError, match="No space left on device: '.*predictions.csv'"):
         with runtime._naming(tmp_path/'predictions.csv'): raise OSError(errno.ENOSPC, 'No space left on device')
+
+def test_test_and_bench_take_long_and_non_utf8_names(tmp_path):
+    "`test` and `bench` score a data set holding a 244-byte name and a name that is not UTF-8, and write their report."
+    from anomaly_fastai.data import sample_path
+    from anomaly_fastai.cli import main
+    ds = tmp_path/'ds'; shutil.copytree(sample_path(), ds)
+    cat = next(p for p in ds.iterdir() if p.is_dir())
+    good = sorted((cat/'test'/'good').iterdir())
+    try: os.rename(good[0], good[0].with_name(os.fsdecode(b'caf\xff.png')))
+    except (OSError, UnicodeError) as e: pytest.skip(f'this file system refuses the name: {e}')
+    os.rename(good[1], good[1].with_name('x' * 240 + '.png'))
+    args = ['--data', str(ds), '--category', cat.name, '--quiet']
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        main(['fit', *args, '--method', 'knn', '--size', '64', '--out', str(tmp_path/'m')])
+        main(['test', *args, '--model', str(tmp_path/'m'), '--out', str(tmp_path/'t')])
+        main(['bench', *args, '--method', 'knn', '--size', '64', '--out', str(tmp_path/'b')])
+    for out in (tmp_path/'t', tmp_path/'b'):
+        page = (out/'report.html').read_text(encoding='utf-8')
+        assert '\\udcff' in page or 'caf' in page, out
