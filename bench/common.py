@@ -50,6 +50,13 @@ def run_child(cmd: list, what: str) -> tuple[dict, str]:
     if p.returncode or not rows: sys.exit(f'{what} failed:\n{p.stderr[-3000:]}')
     return rows[0], p.stderr
 
+def own_markdown_options(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    "The options of a benchmark that runs each setting in a child process and writes its own markdown: --note --notes-only (`saved_run`)."
+    ap.add_argument('--note', action='append', default=[], help='a line for the notes under the table')
+    ap.add_argument('--notes-only', action='store_true', help='rewrite the markdown from the CSV (with the --note lines) and stop')
+    ap.add_argument('--one', type=json.loads, help=argparse.SUPPRESS)  # internal: one run, in a child process
+    return ap
+
 def saved_run(out) -> tuple[list[dict], tuple[str, str, str]]:
     """The rows of `out`.csv (empty cells left out) and the (command, commit, date) its markdown names: what `--notes-only`
     rewrites the markdown from, for the scripts that write their own markdown."""

@@ -21,7 +21,7 @@ import numpy as np, torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import bench_datasets, device_name, emit_row, saved_run
+from common import bench_datasets, device_name, emit_row, own_markdown_options, saved_run
 
 PARTS = ('features_s', 'coreset_s', 'bank_s', 'loo_s', 'total_s')
 COLUMNS = ['images', 'patches', 'bank_rows', *PARTS, 'features_mb', 'peak_rss_mb', 'input', 'status', 'device']
@@ -113,9 +113,7 @@ def main():
     ap.add_argument('--seed', type=int, default=42)
     ap.add_argument('--max-minutes', type=float, default=30)
     ap.add_argument('--images', help='folder for the augmented images (default: a temporary folder, deleted at the end)')
-    ap.add_argument('--note', action='append', default=[], help='a line for the notes under the table')
-    ap.add_argument('--notes-only', action='store_true', help='rewrite the markdown from the CSV (with the --note lines) and stop')
-    ap.add_argument('--one', type=json.loads, help=argparse.SUPPRESS)
+    own_markdown_options(ap)
     a = ap.parse_args()
     if a.one: return one_run(a)
     if a.notes_only:

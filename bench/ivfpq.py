@@ -16,14 +16,14 @@ counted once); recall@1 of the IVF-PQ search against the exact search (float16 b
 on every patch of every test image, the relative error of its distances, and the share of patches whose nearest
 *reconstructed* row it found (the IVF's own misses).
 """
-import argparse, json, resource, shutil, subprocess, sys, tempfile, time
+import json, resource, shutil, subprocess, sys, tempfile, time
 from datetime import date
 from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import bench_datasets, bench_parser, device_name, emit_row, run_child, saved_run
+from common import bench_datasets, bench_parser, device_name, emit_row, own_markdown_options, saved_run
 
 COLUMNS = ['category', 'search', 'scored_by', 'image_auroc', 'pixel_auroc', 'pro', 'fit_s', 'score_s', 'images_per_s', 'bank_rows',
            'bank_f32_mb', 'index_mb', 'bank_over_index', 'held_mb', 'state_mb', 'recall_at_1', 'dist_rel_err', 'ivf_found',
@@ -136,9 +136,7 @@ def main():
     ap.add_argument('--threads', type=int, default=2, help='torch and faiss threads')
     ap.add_argument('--searches', default='torch,faiss-ivfpq')
     ap.add_argument('--quality-images', type=int, default=100, help='recall on at most about this many test images, spread over the test set (default 100)')
-    ap.add_argument('--note', action='append', default=[], help='a line for the notes under the table')
-    ap.add_argument('--notes-only', action='store_true', help='rewrite the markdown from the CSV (with the --note lines) and stop')
-    ap.add_argument('--one', type=json.loads, help=argparse.SUPPRESS)
+    own_markdown_options(ap)
     a = ap.parse_args()
     if a.one: return one_run(a)
     if a.notes_only:
