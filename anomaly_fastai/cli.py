@@ -112,12 +112,17 @@ def _data_args(p):
     p.add_argument('--data', help='dataset: MVTec AD root (with --category), category folder, good/+defect folders, or split CSV; default: the embedded bottle sample')
     p.add_argument('--category', help='category name(s) inside an MVTec AD root; comma-separated for bench')
 
+def _size(s: str):
+    "An argparse type: `auto` or an integer >= 32."
+    return s if s == 'auto' else _number(int, 32)(s)
+
 def _fit_args(p):
     "The options of fit and bench that every method takes (its own come from `_method_args`)."
     p.add_argument('--method', default='knn', help='anomaly detection method (default: knn)')
     p.add_argument('--backbone', default='mobilenet_v2', help='feature backbone (default: mobilenet_v2); twin:MODEL_DIR: the body fine-tuned by a saved twin model (fit --method twin), for any other method')
     p.add_argument('--geometry', default='fit', choices=GEOMETRIES, help='fit: whole image, aspect ratio kept (default); squash: whole image to a square; crop: short side to SIZE, centre CROP (published protocol)')
-    p.add_argument('--size', type=_number(int, 32), help='input short side (fit), side (squash) or short side before cropping (crop); default 256, or the images\' own with --tile')
+    p.add_argument('--size', type=_size, help='input short side (fit), side (squash) or short side before cropping (crop); default 256, or the images\' own with --tile; '
+                   'auto: the whole image, or tiles when the images are over 4x the default size (`tiling.resolution_plan`)')
     p.add_argument('--crop', type=_number(int, 1), help='centre-crop side, with --geometry crop only (default 224)')
     p.add_argument('--tile', type=_number(int, 32), help='score TILE x TILE tiles of the whole image (at its own resolution, or --size) with any method; maps stitched, image score = max over tiles')
     p.add_argument('--overlap', type=_number(float, 0, 1, hi_open=True), help='least overlap of neighbouring tiles, a share of the tile')
@@ -309,8 +314,20 @@ def _option_error(e: ValueError, given: dict) -> ValueError:
              or [d for d, v in given.items() if isinstance(v, str) and repr(v) in msg])
     return ValueError(f'argument {", ".join("--" + d.replace("_", "-") for d in named)}: {msg}') if named else e
 
-def _make_detector(args):
-    "The detector of --method with the options given; an option of another method, or one its constructor refuses, is a one-line error."
+def _layout(args, ds=None, say=None) -> tuple:
+    """(size, tile) of the model input: as given, or as `tiling.resolution_plan` chooses from `ds`'s training images with
+    --size auto (without `ds`: the default size), its reason told to `say`."""
+    from anomaly_fastai.tiling import resolution_plan
+    if args.size != 'auto': return args.size, args.tile
+    if args.geometry != 'fit': raise ValueError(f'--size auto chooses the whole image or tiles: use it with --geometry fit (got --geometry {args.geometry})')
+    if ds is None: return None, None
+    plan = resolution_plan(ds, tile=args.tile or 256)
+    if say: say(f'{ds.name}: --size auto: {plan.reason}')
+    return plan.size, plan.tile
+
+def _make_detector(args, ds=None, say=None):
+    """The detector of --method with the options given (with --size auto, laid out for `ds`, the choice told to `say`); an
+    option of another method, or one its constructor refuses, is a one-line error."""
     from anomaly_fastai.data import Preprocess
     from anomaly_fastai.tiling import TiledDetector
     opts = method_options()
@@ -326,14 +343,15 @@ def _make_detector(args):
         raise ValueError(f'{", ".join(unknown)} does not apply to --method {args.method}')
     if args.crop is not None and args.geometry != 'crop': raise ValueError(f'--crop applies only with --geometry crop (got --geometry {args.geometry})')
     if args.tile is not None and args.geometry != 'fit': raise ValueError(f'--tile tiles the whole image: use it with --geometry fit (got --geometry {args.geometry})')
+    size, tile = _layout(args, ds, say)
     cls = _methods()[method]
     try:
-        if args.tile is None:
-            return cls(backbone=args.backbone, pre=Preprocess(args.size or 256, args.crop or 224, args.geometry), seed=args.seed, frr=args.frr, **params)
-        return TiledDetector(args.backbone, Preprocess(args.size), inner=method, tile=args.tile, overlap=args.overlap,
+        if tile is None:
+            return cls(backbone=args.backbone, pre=Preprocess(size or 256, args.crop or 224, args.geometry), seed=args.seed, frr=args.frr, **params)
+        return TiledDetector(args.backbone, Preprocess(size), inner=method, tile=tile, overlap=args.overlap,
                              inner_params=params, seed=args.seed, frr=args.frr)
     except ValueError as e:
-        raise _option_error(e, {**params, **(dict(tile=args.tile, overlap=args.overlap) if args.tile else {})}) from e
+        raise _option_error(e, {**params, **(dict(tile=tile, overlap=args.overlap) if tile else {})}) from e
 
 def result_row(det, ds, metrics) -> dict:
     "One row of the results table: dataset, method, backbone, metrics, TPR/TNR at the saved threshold, fit time, images/s."
@@ -357,6 +375,7 @@ def cmd_fit(args):
     out = check_model_dir(args.out, args.force, '--out')  # before the fit: a folder it could not be saved in fails now
     det = _make_detector(args)
     ds = _with_defects(args, _dataset(args.data, args.category, need_test=args.defects is not None or args.unseen_types is not None))
+    if args.size == 'auto': det = _make_detector(args, ds, lambda line: _say(args, line))
     val = _dataset(args.val, args.category, '--val', need_test=True) if args.val else None
     if val is not None and len({s.label for s in val.test}) < 2:
         raise ValueError(f'{args.val} (--val): expected good and anomalous test images to set the threshold on, found only '
@@ -410,7 +429,7 @@ def bench_category(args, ds, out: Path, here: bool = False) -> dict:
     from anomaly_fastai.report import Report
     from anomaly_fastai.saving import save_detector
     say = (lambda line: _say(args, line)) if here else (lambda line: None)  # a Ray task's prints would reach the log unordered
-    det = _make_detector(args)
+    det = _make_detector(args, ds, say)
     say(f'{ds.name}: fitting {det.method} ({det.backbone_name})')
     det.fit(ds, bs=args.bs, progress=here and _bars(args))
     saved = save_detector(det, Path(args.save_models)/ds.name, force=args.force) if args.save_models else None

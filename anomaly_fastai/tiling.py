@@ -12,11 +12,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 from PIL import Image
-from .data import AnomalyDataset, Preprocess, Sample
+from .data import AnomalyDataset, Preprocess, Sample, image_size
 from .detector import DETECTORS, Detector, all_methods, register
 
 # %% auto #0
-__all__ = ['tile_starts', 'tile_grid', 'Tile', 'TiledScoring', 'TiledDetector']
+__all__ = ['tile_starts', 'tile_grid', 'Tile', 'TiledScoring', 'TiledDetector', 'ResolutionPlan', 'resolution_plan']
 
 # %% ../nbs/11_tiling.ipynb #ebf970ce
 def tile_starts(n: int, tile: int, overlap: float) -> list[int]:
@@ -136,3 +136,33 @@ class TiledDetector(Detector):
         self.inner._load_state(st['inner'])
         self.tile_image, self.map_range = st['tile_image'], tuple(st['map_range'].tolist())
         self.inner.map_range = self.map_range
+
+# %% ../nbs/11_tiling.ipynb #677c498c
+@dataclass(frozen=True)
+class ResolutionPlan:
+    "How to lay out images, as `resolution_plan` chose: the whole image at short side `size` (`tile` None), or `tile` px tiles of it."
+    size: int | None  # short side the images are laid out at; None: their own
+    tile: int | None  # side of the tiles, or None: the whole laid-out image is the model input
+    reason: str       # the choice in a sentence, with its numbers
+
+    def detector(self, method: str = 'knn', backbone='mobilenet_v2', overlap: float = 0.25, **kw) -> Detector:
+        "A detector of `method` laid out as planned; `kw`: the method's own parameters and `Detector`'s (pretrained, seed, frr, device)."
+        own = {k: kw.pop(k) for k in list(kw) if k not in ('pretrained', 'seed', 'frr', 'device')}
+        if self.tile is None: return all_methods()[method](backbone, Preprocess(self.size), **own, **kw)
+        return TiledDetector(backbone, Preprocess(self.size), inner=method, tile=self.tile, overlap=overlap, inner_params=own, **kw)
+
+def resolution_plan(images, tile: int = 256, max_downscale: float = 4., pixel_budget: float = 4e6) -> ResolutionPlan:
+    """The layout of `images` (an `AnomalyDataset`: its training images; or image paths): the whole image at the default
+    size while its short side shrinks at most `max_downscale` times, else `tile` px tiles at the images' own resolution,
+    shrunk to at most `pixel_budget` pixels an image."""
+    items = images.train if isinstance(images, AnomalyDataset) else list(images)
+    if not items: raise ValueError('resolution_plan: expected at least one training image, got none')
+    sizes = torch.tensor([image_size(getattr(s, 'path', s)) for s in items], dtype=torch.float64)
+    w, h = sizes.median(0).values.tolist()
+    short, size, mp = min(w, h), Preprocess().size, w * h / 1e6
+    seen = f'median image {w:.0f} x {h:.0f} px ({mp:.2g} MP), short side {short / size:.2g}x the default {size} px'
+    if short <= size * max_downscale: return ResolutionPlan(size, None, f'{seen}, within {max_downscale:g}x: the whole image at short side {size} px')
+    if w * h <= pixel_budget: return ResolutionPlan(None, tile, f'{seen}, over {max_downscale:g}x: {tile} px tiles at the images\' own resolution')
+    laid = max(tile, 32 * math.floor(short * math.sqrt(pixel_budget / (w * h)) / 32))  # within the budget
+    return ResolutionPlan(laid, tile, f'{seen}, over {max_downscale:g}x and over the budget of {pixel_budget / 1e6:g} MP: '
+                                      f'{tile} px tiles of the image at short side {laid} px')

@@ -73,3 +73,12 @@ def saved_rows(out) -> ResultsTable:
         for r in pd.read_csv(csv).to_dict('records'):
             if r['category'] != 'Mean': table.add(r)
     return table
+
+def markdown_table(rows: list[dict], cols: list | None = None) -> str:
+    "A markdown pipe table of `rows` (the keys of `cols`, default all; numbers right-aligned and floats to 4 places), with no Mean row."
+    cols = cols or list(dict.fromkeys(k for r in rows for k in r))
+    num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    cell = lambda v: '' if v is None or v != v else f'{v:.4f}' if isinstance(v, float) else str(v).replace('|', '\\|')
+    right = [all(num(r.get(c)) or r.get(c) is None for r in rows) for c in cols]
+    return '\n'.join(['| ' + ' | '.join(cols) + ' |', '|' + '|'.join('---:' if n else ':---' for n in right) + '|',
+                      *('| ' + ' | '.join(cell(r.get(c)) for c in cols) + ' |' for r in rows)]) + '\n'
