@@ -76,12 +76,13 @@ class KNNDetector(Detector):
     "Baseline: cosine k-NN on pooled backbone features (at one or several `scales`); patch-level nearest-neighbour heatmaps."
     method = 'knn'
     test_params = {}  # fits in seconds on the 64 px sample (export parity tests)
+    pyramid = False  # whether the map compares several feature maps (SPADE's pyramid) or one
     def __init__(self,
                  backbone='mobilenet_v2',  # feature backbone
                  pre=None,  # preprocessing (`Preprocess`); default `Preprocess()`
                  k: int = 1,  # nearest neighbours averaged in the image score
                  k_map: int = 3,  # nearest good images whose patches are searched for the map
-                 map_layer: str = 'stride16',  # feature maps of the patch search, comma-separated
+                 map_layer: str = 'stride16',  # feature map of the patch search
                  scales=(1.,),  # input scales whose pooled features make the image embedding (e.g. 1,0.7071,0.5: a multi-scale descriptor)
                  **kw):
         for name, v in (('k', k), ('k_map', k_map)):
@@ -90,6 +91,7 @@ class KNNDetector(Detector):
         super().__init__(backbone, pre, k=k, k_map=k_map, map_layer=map_layer, scales=scales, **kw)
         self.k, self.k_map, self.map_layer, self.scales = k, k_map, map_layer, scales
         self.backbone = resolve_backbone(backbone, pretrained=self.pretrained)
+        if ',' in map_layer and not self.pyramid: raise ValueError(f'map_layer must name one feature map for {self.method}, got {map_layer!r} (spade compares several)')
         module_names(self.backbone, map_layer.split(','))  # a wrong map_layer fails here, not after feature extraction began
         self.backbone.model.to(self.device).eval()
 

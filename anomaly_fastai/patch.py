@@ -331,6 +331,7 @@ class SPADEDetector(KNNDetector):
     "SPADE: the `k_map` nearest good images by pooled features, then per-position nearest neighbours in their feature pyramids."
     method = 'spade'
     test_params = dict(k_map=10)  # fits in seconds on the 64 px sample (export parity tests)
+    pyramid = True
     def __init__(self,
                  backbone='mobilenet_v2',  # feature backbone
                  pre=None,  # preprocessing (`Preprocess`); default `Preprocess()`
