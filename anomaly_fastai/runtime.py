@@ -593,12 +593,22 @@ def prepare_out(out, force: bool, names=PREDICT_OUTPUTS) -> Path:
 
 def _complete(r: dict, out: Path) -> bool:
     """Whether a row read back from predictions.csv is whole and scored: every column, a score and a label, no error, its
-    heatmap on disk. A row cut short (a kill or a power loss mid-write) is not: cut before its last comma it lacks columns,
-    cut after it, it lost only the error column, which a scored row leaves empty."""
+    heatmap on disk to its end. A row cut short (a kill or a power loss mid-write) is not: cut before its last comma it lacks
+    columns, cut after it, it lost only the error column, which a scored row leaves empty."""
     if None in r or None in r.values() or r['error'] or r['label'] not in ('good', 'anomaly'): return False
     try: float(r['score']); float(r['norm_score'])
     except ValueError: return False
-    return not r['heatmap'] or (out/r['heatmap']).is_file()
+    return not r['heatmap'] or _whole_png(out/r['heatmap'])
+
+def _whole_png(path: Path) -> bool:
+    "Whether the file at `path` ends as a PNG does (its IEND chunk): a heatmap cut short or emptied by a power loss does not."
+    try:
+        with open(path, 'rb') as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() < 12: return False
+            f.seek(-12, os.SEEK_END); return f.read() == _PNG_END
+    except OSError: return False
+_PNG_END = bytes.fromhex('0000000049454e44ae426082')  # a PNG's last 12 bytes: the empty IEND chunk and its CRC
 
 def _resumed(out: Path, model: Engine) -> tuple[str, list[dict]]:
     "For --resume: the heatmaps' root folder of the run in `out`, and its `_complete` rows (failed, torn and missing ones are scored again)."
