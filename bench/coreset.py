@@ -55,22 +55,26 @@ def one_tile_fit(a):
     "Write 250 images of 0.6 MP, then time `fit --method patchcore --tile 256` on them in a child process."
     import numpy as np
     from PIL import Image
-    work = Path(a.work); imgs = work/'data'/'good'
-    if not imgs.exists():
+    work = Path(a.work); train = work/'data'/'train'/'good'
+    if not train.exists():  # the MVTec layout: every image in train/good is a training image (test/good: two, which fit never reads)
         src = sorted((Path(a.data)/'mvtec_ad'/'bottle'/'train'/'good').glob('*.png')) + sorted((Path(a.data)/'mvtec_ad'/'bottle'/'test'/'good').glob('*.png'))
-        rng = np.random.default_rng(a.seed); imgs.mkdir(parents=True)
-        for i in range(a.images):
-            im = Image.open(src[i % len(src)]).convert('RGB').resize((776, 776), Image.BILINEAR)
-            if rng.random() < 0.5: im = im.transpose(Image.FLIP_LEFT_RIGHT)
-            if rng.random() < 0.5: im = im.transpose(Image.FLIP_TOP_BOTTOM)
-            im.save(imgs/f'{i:03d}.png')
+        rng = np.random.default_rng(a.seed)
+        for folder, n in ((train, a.images), (work/'data'/'test'/'good', 2)):
+            folder.mkdir(parents=True)
+            for i in range(n):
+                im = Image.open(src[i % len(src)]).convert('RGB').resize((776, 776), Image.BILINEAR)
+                if rng.random() < 0.5: im = im.transpose(Image.FLIP_LEFT_RIGHT)
+                if rng.random() < 0.5: im = im.transpose(Image.FLIP_TOP_BOTTOM)
+                im.save(folder/f'{i:03d}.png')
     cmd = [str(Path(sys.executable).parent/'anomaly-fastai'), 'fit', '--data', str(work/'data'), '--method', 'patchcore', '--tile', '256',
            '--out', str(work/'model'), '--force', '--quiet']
     t = time.perf_counter(); p = subprocess.run(cmd, capture_output=True, text=True); wall = time.perf_counter() - t
     if p.returncode: sys.exit(p.stderr[-3000:])
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     cfg = json.loads((work/'model'/'config.json').read_text())
-    emit_row(dict(images=a.images, image_size='776x776', megapixels=0.6, command=' '.join(cmd[1:]), wall_s=round(wall, 1),
+    trained = len(cfg['train_paths'])
+    if trained != a.images: sys.exit(f'fit trained on {trained} images, expected {a.images}')
+    emit_row(dict(images=trained, image_size='776x776', megapixels=0.6, command=' '.join(cmd[1:]), wall_s=round(wall, 1),
                   cpu_s=round(ru.ru_utime + ru.ru_stime, 1), peak_rss_mb=round(ru.ru_maxrss / 1024), fit_s=round(cfg.get('fit_seconds', float('nan')), 1),
                   under_10_min=wall < 600, device=device_name()))
 
