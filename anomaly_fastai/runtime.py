@@ -325,6 +325,9 @@ class Session(Engine):
             if not self.path.is_file(): raise ModelError(f'{self.path}: expected a model file written by `anomaly-fastai export --format onnx`, but there is no such file')
         so = ort.SessionOptions()
         so.enable_mem_pattern = False  # planned buffers for the whole graph double the peak of a chunked bank search (PatchCore, bottle, batch 8: 1.65 -> 0.91 GB), at no cost in speed
+        # nodes run in priority order, not in plain topological order, which starts the chunks of a bank search side by side and
+        # holds them all: PatchCore with a 46k-row bank, batch 8, +1.5 GB -> +0.07 GB at the same speed
+        if hasattr(ort, 'ExecutionOrder'): so.execution_order = ort.ExecutionOrder.PRIORITY_BASED
         if threads: so.intra_op_num_threads = threads
         try: self.session = ort.InferenceSession(model if model is not None else str(self.path), so, providers=providers or ['CPUExecutionProvider'])
         except Exception as e: raise ModelError(f'{self.path}: expected an ONNX model written by `anomaly-fastai export`: {e}') from None
