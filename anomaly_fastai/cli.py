@@ -6,7 +6,7 @@
 from __future__ import annotations
 import argparse, contextlib, functools, inspect, io, math, re, shutil, sys, textwrap, warnings
 from pathlib import Path
-from .runtime import GEOMETRIES, PREDICT_OUTPUTS, SCORE_BS, PartlyFailed, check_out, out_lock, prepare_out  # torch-free, so --help answers at once
+from .runtime import DEFAULT_METHOD, GEOMETRIES, PREDICT_OUTPUTS, SCORE_BS, PartlyFailed, check_out, out_lock, prepare_out  # torch-free, so --help answers at once
 
 # %% auto #0
 __all__ = ['OUTPUT_NAMES', 'COMMANDS', 'USER_ERRORS', 'options_of', 'build_parser', 'method_options', 'result_row', 'cmd_fit',
@@ -118,7 +118,7 @@ def _size(s: str):
 
 def _fit_args(p):
     "The options of fit and bench that every method takes (its own come from `_method_args`)."
-    p.add_argument('--method', default='knn', help='anomaly detection method (default: knn)')
+    p.add_argument('--method', default=DEFAULT_METHOD, help=f'anomaly detection method (default: {DEFAULT_METHOD})')
     p.add_argument('--backbone', default='mobilenet_v2', help='feature backbone (default: mobilenet_v2); twin:MODEL_DIR: the body fine-tuned by a saved twin model (fit --method twin), for any other method')
     p.add_argument('--geometry', default='fit', choices=GEOMETRIES, help='fit: whole image, aspect ratio kept (default); squash: whole image to a square; crop: short side to SIZE, centre CROP (published protocol)')
     p.add_argument('--size', type=_size, help='input short side (fit), side (squash) or short side before cropping (crop); default 256, or the images\' own with --tile; '

@@ -14,6 +14,7 @@ from torch import Tensor
 from PIL import Image
 from .data import AnomalyDataset, Preprocess, Sample, image_size
 from .detector import DETECTORS, Detector, all_methods, register
+from .runtime import DEFAULT_METHOD
 
 # %% auto #0
 __all__ = ['tile_starts', 'tile_grid', 'Tile', 'TiledScoring', 'TiledDetector', 'ResolutionPlan', 'resolution_plan']
@@ -86,7 +87,7 @@ class TiledDetector(Detector):
     def __init__(self,
                  backbone='mobilenet_v2',  # feature backbone of the inner method
                  pre=None,  # geometry of the whole image (default: the training images' own resolution, `Preprocess(None)`)
-                 inner: str = 'knn',  # the method fitted and scored on the tiles, by name
+                 inner: str = DEFAULT_METHOD,  # the method fitted and scored on the tiles, by name
                  tile: int = 256,  # side of the square tiles in pixels of the laid-out image (a multiple of 32)
                  overlap: float = 0.25,  # least overlap of neighbouring tiles, a share of the tile
                  inner_params: dict | None = None,  # the inner method's own parameters
@@ -145,7 +146,7 @@ class ResolutionPlan:
     tile: int | None  # side of the tiles, or None: the whole laid-out image is the model input
     reason: str       # the choice in a sentence, with its numbers
 
-    def detector(self, method: str = 'knn', backbone='mobilenet_v2', overlap: float = 0.25, **kw) -> Detector:
+    def detector(self, method: str = DEFAULT_METHOD, backbone='mobilenet_v2', overlap: float = 0.25, **kw) -> Detector:
         "A detector of `method` laid out as planned; `kw`: the method's own parameters and `Detector`'s (pretrained, seed, frr, device)."
         own = {k: kw.pop(k) for k in list(kw) if k not in ('pretrained', 'seed', 'frr', 'device')}
         if self.tile is None: return all_methods()[method](backbone, Preprocess(self.size), **own, **kw)
