@@ -32,7 +32,7 @@ def run(argv) -> tuple[int, str]:
 def m0(tmp_path_factory):
     "One knn model fitted on the embedded sample (128 px), and what its fit printed."
     d = tmp_path_factory.mktemp('m0')/'model'
-    code, text = run(['fit', '--out', d, '--size', 128])
+    code, text = run(['fit', '--method', 'knn', '--out', d, '--size', 128])
     assert code == 0, text
     return dict(path=d, fit_output=text)
 
@@ -148,7 +148,7 @@ def heatmaps_all_kept(c):
 def tiny_training_image(c):
     data = c.tmp/'part'; c.images('part/good', n=10); c.images('part/scratch', n=2, src=BOTTLE/'test'/'broken_small')
     Image.new('RGB', (1, 1)).save(sorted((data/'good').iterdir())[1])
-    return ['fit', '--data', data, '--out', c.tmp/'m']
+    return ['fit', '--method', 'knn', '--data', data, '--out', c.tmp/'m']
 
 def few_images_threshold(c):
     cfg = json.loads((c.model/'config.json').read_text())
@@ -158,7 +158,7 @@ def few_images_threshold(c):
 def train_only_csv(c, command):
     f = c.split_csv([('train', 0, 'good', p, '') for p in sorted((BOTTLE/'train'/'good').iterdir())[:5]])
     if command == 'test': return ['test', '--model', c.model, '--data', f, '--out', c.tmp/'t']
-    return ['bench', '--data', f, '--out', c.tmp/'b']
+    return ['bench', '--method', 'knn', '--data', f, '--out', c.tmp/'b']
 
 def mixed_folder(c):
     "Two good images, a text file, a truncated JPEG, a 1x1 image and a PNG whose header claims 600 MP."
@@ -179,7 +179,7 @@ def mixed_rows(c):
 def huge_in_dataset(c):
     data = c.tmp/'part'; c.images('part/good', n=4); c.images('part/scratch', n=1, src=BOTTLE/'test'/'broken_small')
     png_claiming(data/'good'/'zz_huge.png', 30000, 20000)
-    return ['fit', '--data', data, '--out', c.tmp/'m']
+    return ['fit', '--method', 'knn', '--data', data, '--out', c.tmp/'m']
 
 def pillow_limit_lifted(c):
     return 0, str(data.check_image(png_claiming(c.tmp/'180mp.png', 15000, 12000)))
@@ -215,13 +215,13 @@ def no_mask_rows(c):
 
 def fit_force_other_files(c):
     d = c.tmp/'notes'; d.mkdir(); (d/'notes.txt').write_text('mine')
-    return ['fit', '--out', d, '--force']
+    return ['fit', '--method', 'knn', '--out', d, '--force']
 
 def label_2_before_fit(c):
     goods = sorted((BOTTLE/'train'/'good').iterdir())[:5]
     f = c.split_csv([('train', 0, 'good', goods[0], ''), ('train', 2, 'good', goods[1], '')])
     c.t0 = time.perf_counter()
-    return ['fit', '--data', f, '--out', c.tmp/'m']
+    return ['fit', '--method', 'knn', '--data', f, '--out', c.tmp/'m']
 
 def quick_and_nothing_written(c):
     assert time.perf_counter() - c.t0 < 20 and not (c.tmp/'m').exists()
@@ -285,8 +285,8 @@ CASES = [
     # 1. 16-bit PNGs and TIFFs are scaled by their bit depth, not read as white
     Case('1-16bit-png-tiff-score-as-8bit', bit_depths, 0, '5 images scored', same_scores_per_depth),
     # 2. --k 0 (NaN threshold) and --k larger than the training set are refused before fitting; JSON is strict
-    Case('2-k-zero', lambda c: ['fit', '--k', 0, '--out', c.tmp/'m'], 2, 'argument --k: k must be an integer >= 1, got 0'),
-    Case('2-k-not-below-training-set', lambda c: ['fit', '--k', 60, '--out', c.tmp/'m'], 2,
+    Case('2-k-zero', lambda c: ['fit', '--method', 'knn', '--k', 0, '--out', c.tmp/'m'], 2, 'argument --k: k must be an integer >= 1, got 0'),
+    Case('2-k-not-below-training-set', lambda c: ['fit', '--method', 'knn', '--k', 60, '--out', c.tmp/'m'], 2,
          'expected fewer neighbours than good training images, found 60 in bottle', lambda c: not (c.tmp/'m').exists() or pytest.fail('fitted')),
     Case('2-config-is-strict-json', strict_json, 0, 'finite True'),
     Case('2-nan-threshold-never-saved', nan_threshold_refused, 2, 'not a finite number'),
@@ -331,14 +331,14 @@ CASES = [
     Case('9-no-force-no-overwrite', lambda c: ['predict', '--model', c.model, '--out', c.images('full', n=1), BOTTLE/'test'/'good'], 2,
          'output directory is not empty; pass --force'),
     # 10. checks come before the slow part
-    Case('10-frr-out-of-range', lambda c: ['fit', '--frr', 1.5, '--out', c.tmp/'m'], 2, "argument --frr: expected a number in [0, 1), found '1.5'"),
-    Case('10-k-negative', lambda c: ['fit', '--k', -1, '--out', c.tmp/'m'], 2, 'argument --k: k must be an integer >= 1, got -1'),
+    Case('10-frr-out-of-range', lambda c: ['fit', '--method', 'knn', '--frr', 1.5, '--out', c.tmp/'m'], 2, "argument --frr: expected a number in [0, 1), found '1.5'"),
+    Case('10-k-negative', lambda c: ['fit', '--method', 'knn', '--k', -1, '--out', c.tmp/'m'], 2, 'argument --k: k must be an integer >= 1, got -1'),
     Case('10-csv-label-2-before-fit', label_2_before_fit, 2, "split.csv line 3: label must be 0 (good) or 1 (anomalous), found '2'", quick_and_nothing_written),
-    Case('10-bench-bad-category-before-any-fit', lambda c: ['bench', '--data', sample_path(), '--category', 'bottle,botle', '--out', c.tmp/'b'], 2,
+    Case('10-bench-bad-category-before-any-fit', lambda c: ['bench', '--method', 'knn', '--data', sample_path(), '--category', 'bottle,botle', '--out', c.tmp/'b'], 2,
          'botle: expected a category folder "botle"', nothing_benched),
-    Case('10-size-too-small', lambda c: ['fit', '--size', 8, '--out', c.tmp/'m'], 2, "argument --size: expected an integer >= 32, found '8'"),
+    Case('10-size-too-small', lambda c: ['fit', '--method', 'knn', '--size', 8, '--out', c.tmp/'m'], 2, "argument --size: expected an integer >= 32, found '8'"),
     Case('10-heatmaps-negative', lambda c: ['test', '--model', c.model, '--heatmaps', -1, '--out', c.tmp/'t'], 2, "argument --heatmaps: expected an integer >= 0, found '-1'"),
-    Case('10-val-without-defects', lambda c: ['fit', '--val', c.split_csv([('train', 0, 'good', p, '') for p in sorted((BOTTLE/'train'/'good').iterdir())[:3]]
+    Case('10-val-without-defects', lambda c: ['fit', '--method', 'knn', '--val', c.split_csv([('train', 0, 'good', p, '') for p in sorted((BOTTLE/'train'/'good').iterdir())[:3]]
                                                                           + [('test', 0, 'good', p, '') for p in sorted((BOTTLE/'test'/'good').iterdir())[:2]]), '--out', c.tmp/'m'], 2,
          'expected good and anomalous test images to set the threshold on, found only good ones (2)'),
     # 11. clear messages
@@ -346,7 +346,7 @@ CASES = [
     Case('11-header-only-csv', lambda c: ['test', '--model', c.model, '--data', c.split_csv([]), '--out', c.tmp/'t'], 2, 'split.csv: has a header line but no rows'),
     Case('11-label-yes', lambda c: ['test', '--model', c.model, '--data', small_split(c, label='yes'), '--out', c.tmp/'t'], 2,
          "split.csv line 2: label must be 0 (good) or 1 (anomalous), found 'yes'"),
-    Case('11-missing-data-path', lambda c: ['fit', '--data', c.tmp/'no'/'such', '--out', c.tmp/'m'], 2, 'such: expected a dataset'),
+    Case('11-missing-data-path', lambda c: ['fit', '--method', 'knn', '--data', c.tmp/'no'/'such', '--out', c.tmp/'m'], 2, 'such: expected a dataset'),
     Case('11-missing-data-path-says-so', lambda c: ['test', '--model', c.model, '--data', c.tmp/'nope.csv', '--out', c.tmp/'t'], 2, 'nope.csv: expected a dataset'),
     Case('11-truncated-config', truncated_config,
          2, 'model_copy/config.json: expected the JSON model configuration written by anomaly-fastai fit, but it is not valid JSON'),
@@ -357,7 +357,7 @@ CASES = [
     Case('predict-resume-and-force', lambda c: ['predict', '--model', c.model, '--out', c.tmp/'p', '--resume', '--force', BOTTLE/'test'/'good'], 2,
          '--resume and --force: expected one of them'),
     Case('out-is-a-file', lambda c: ['test', '--model', c.model, '--out', c.split_csv([], name='file.txt')], 2, 'file.txt: expected an output folder, found a file'),
-    Case('tile-not-multiple-of-32', lambda c: ['fit', '--tile', 100, '--out', c.tmp/'m'], 2, 'tile must be a multiple of 32 pixels'),
+    Case('tile-not-multiple-of-32', lambda c: ['fit', '--method', 'knn', '--tile', 100, '--out', c.tmp/'m'], 2, 'tile must be a multiple of 32 pixels'),
     Case('help-imports-no-torch', help_without_torch, 0, 'torch imported: False'),
 ]
 

@@ -13,7 +13,7 @@ def run(*args, ok=True):
 @pytest.fixture(scope='module')
 def model(tmp_path_factory):
     d = tmp_path_factory.mktemp('cli')/'model'
-    assert run('fit', '--out', d, '--quiet').stdout == ''
+    assert run('fit', '--method', 'knn', '--out', d, '--quiet').stdout == ''
     assert (d/'config.json').is_file() and (d/'state.pt').is_file()
     return d
 
@@ -25,18 +25,18 @@ def _table_only(stdout: str) -> bool:
 def test_bench_prints_table_and_writes_heatmaps(tmp_path):
     """In a log (stdout is a pipe here): one plain line per stage, no `\\r` bars; --quiet: the table only; --save-models keeps
     the fitted model, replaced only with --force."""
-    r = run('bench', '--out', tmp_path/'b', '--heatmaps', '2', '--save-models', tmp_path/'models')
+    r = run('bench', '--method', 'knn', '--out', tmp_path/'b', '--heatmaps', '2', '--save-models', tmp_path/'models')
     assert 'image_auroc' in r.stdout and 'Mean' in r.stdout
     assert (tmp_path/'b'/'results.csv').is_file() and (tmp_path/'b'/'results.md').is_file()
     assert len(list((tmp_path/'b'/'heatmaps'/'bottle').rglob('*.png'))) == 2
     assert (tmp_path/'b'/'report.html').is_file() and 'report.html' in r.stdout
     assert '\r' not in r.stdout + r.stderr and 'bottle: fitting knn (mobilenet_v2)\nbottle: testing\n' in r.stdout
     assert (tmp_path/'models'/'bottle'/'config.json').is_file() and f'model saved in {tmp_path/"models"/"bottle"}' in r.stdout
-    r = run('bench', '--out', tmp_path/'b2', '--save-models', tmp_path/'models', ok=False)
+    r = run('bench', '--method', 'knn', '--out', tmp_path/'b2', '--save-models', tmp_path/'models', ok=False)
     assert r.returncode == 2 and 'bottle (--save-models): a model directory already exists here; pass --force' in r.stderr
     assert not (tmp_path/'b2').exists()  # refused before the fit
     before = (tmp_path/'models'/'bottle'/'state.pt').stat().st_mtime_ns
-    r = run('bench', '--out', tmp_path/'b', '--force', '--quiet', '--save-models', tmp_path/'models')
+    r = run('bench', '--method', 'knn', '--out', tmp_path/'b', '--force', '--quiet', '--save-models', tmp_path/'models')
     assert _table_only(r.stdout) and '\r' not in r.stderr, r.stdout
     assert (tmp_path/'models'/'bottle'/'state.pt').stat().st_mtime_ns != before  # replaced with --force
     r = run('test', '--model', tmp_path/'models'/'bottle', '--out', tmp_path/'t', '--heatmaps', '0', '--quiet')
@@ -59,17 +59,17 @@ def test_nothing_overwritten_without_force(model, tmp_path):
     assert run('predict', '--model', model, '--out', out, '--force', '--quiet', sample_path()/'bottle'/'test'/'good').stdout == ''
 
 @pytest.mark.parametrize('args, expect', [
-    (('fit', '--data', 'no/such/root', '--category', 'bottle', '--out', '{tmp}/m'), 'no/such/root: expected a dataset'),
-    (('fit', '--bs', '0', '--out', '{tmp}/m'), "argument --bs: expected an integer >= 1, found '0'"),
+    (('fit', '--method', 'knn', '--data', 'no/such/root', '--category', 'bottle', '--out', '{tmp}/m'), 'no/such/root: expected a dataset'),
+    (('fit', '--method', 'knn', '--bs', '0', '--out', '{tmp}/m'), "argument --bs: expected an integer >= 1, found '0'"),
     (('test', '--model', '{tmp}/missing', '--out', '{tmp}/t'), 'expected a model directory'),
     (('predict', '--model', '{model}', '--out', '{tmp}/p', 'nothing.png'), 'nothing.png'),
     (('fit', '--method', 'nope', '--out', '{tmp}/m'), "unknown method 'nope'"),
     (('fit', '--method', 'knn', '--head', 'arcface', '--out', '{tmp}/m'), '--head does not apply to --method knn'),
     (('fit', '--method', 'twin', '--score', 'forest', '--out', '{tmp}/m'), "unknown scorer 'forest'"),
-    (('fit', '--val', 'no/such/val', '--out', '{tmp}/m'), 'no/such/val'),
-    (('fit', '--crop', '200', '--out', '{tmp}/m'), '--crop applies only with --geometry crop'),
-    (('fit', '--geometry', 'letterbox', '--out', '{tmp}/m'), "invalid choice: 'letterbox'"),
-    (('fit', '--scales', '1,0', '--out', '{tmp}/m'), 'argument --scales: scales must be one or more numbers in (0, 2]'),
+    (('fit', '--method', 'knn', '--val', 'no/such/val', '--out', '{tmp}/m'), 'no/such/val'),
+    (('fit', '--method', 'knn', '--crop', '200', '--out', '{tmp}/m'), '--crop applies only with --geometry crop'),
+    (('fit', '--method', 'knn', '--geometry', 'letterbox', '--out', '{tmp}/m'), "invalid choice: 'letterbox'"),
+    (('fit', '--method', 'knn', '--scales', '1,0', '--out', '{tmp}/m'), 'argument --scales: scales must be one or more numbers in (0, 2]'),
     (('fit', '--method', 'patchcore', '--coreset', '0', '--out', '{tmp}/m'), 'argument --coreset: coreset must be in (0, 1]'),
     (('fit', '--method', 'patchcore', '--scales', '1,0.5', '--out', '{tmp}/m'), '--scales does not apply to --method patchcore'),
 ])
@@ -108,7 +108,7 @@ def test_heatmaps_never_collide(tmp_path):
     data = tmp_path/'part'
     shutil.copytree(sample_path()/'bottle'/'train'/'good', data/'good')
     for kind in ('scratch', 'dent'): shutil.copytree(sample_path()/'bottle'/'test'/'broken_small', data/kind)
-    r = run('bench', '--data', data, '--out', tmp_path/'b', '--heatmaps', '100', '--size', '128')
+    r = run('bench', '--method', 'knn', '--data', data, '--out', tmp_path/'b', '--heatmaps', '100', '--size', '128')
     n_test = 60 // 5 + 2 * 5  # every 5th good image is held out, and both defect folders
     files = sorted((tmp_path/'b'/'heatmaps').rglob('*.png'))
     assert len(files) == n_test and f'{n_test} heatmaps' in r.stdout, r.stdout
@@ -116,14 +116,14 @@ def test_heatmaps_never_collide(tmp_path):
 
 def test_tiled_fit_test_predict(tmp_path):
     "--tile wraps the method: 128 px tiles of the 256 px sample images, at their own resolution."
-    run('fit', '--tile', '128', '--overlap', '0', '--out', tmp_path/'m')
+    run('fit', '--method', 'knn', '--tile', '128', '--overlap', '0', '--out', tmp_path/'m')
     r = run('test', '--model', tmp_path/'m', '--out', tmp_path/'t', '--heatmaps', '3')
     row = next(csv.DictReader(open(tmp_path/'t'/'results.csv')))
     assert row['method'] == 'knn, 128 px tiles' and float(row['image_auroc']) > 0.8, r.stdout
     assert len(list((tmp_path/'t'/'heatmaps').rglob('*.png'))) == 3
     run('predict', '--model', tmp_path/'m', '--out', tmp_path/'p', sample_path()/'bottle'/'test'/'broken_small')
     assert len(list(csv.DictReader(open(tmp_path/'p'/'predictions.csv')))) == 5
-    r = run('fit', '--tile', '512', '--out', tmp_path/'m2', ok=False)
+    r = run('fit', '--method', 'knn', '--tile', '512', '--out', tmp_path/'m2', ok=False)
     assert r.returncode == 2 and 'larger than the images' in r.stderr
 
 def test_export_then_predict_with_the_onnx_file(model, tmp_path):
@@ -155,7 +155,7 @@ def test_model_folder_predicts_from_its_cached_export_without_torch(tmp_path):
     "`predict --model DIR` exports the model once (`engine-cache.onnx` in the folder); later runs score from it, torch never imported, same numbers."
     from anomaly_fastai.runtime import BLOCKING_PRELUDE, CACHE_FILE
     m, imgs = tmp_path/'m', sample_path()/'bottle'/'test'/'contamination'
-    run('fit', '--size', '128', '--out', m)
+    run('fit', '--method', 'knn', '--size', '128', '--out', m)
     run('predict', '--model', m, '--out', tmp_path/'p1', imgs)
     assert (m/CACHE_FILE).is_file()
     script = BLOCKING_PRELUDE + (f"from anomaly_fastai.cli import main; main({['predict', '--model', str(m), '--out', str(tmp_path/'p2'), str(imgs)]!r})\n"
@@ -164,7 +164,7 @@ def test_model_folder_predicts_from_its_cached_export_without_torch(tmp_path):
     assert r.returncode == 0, r.stderr
     assert 'engine: onnxruntime (cached export' in r.stdout and "imported: []" in r.stdout, r.stdout
     assert (tmp_path/'p1'/'predictions.csv').read_text() == (tmp_path/'p2'/'predictions.csv').read_text()
-    run('fit', '--size', '128', '--k', '3', '--out', m, '--force')   # a new model in the same folder: the old export is not used
+    run('fit', '--method', 'knn', '--size', '128', '--k', '3', '--out', m, '--force')   # a new model in the same folder: the old export is not used
     r = run('predict', '--model', m, '--out', tmp_path/'p3', imgs)
     assert json.load(open(m/'config.json'))['params']['k'] == 3 and (m/CACHE_FILE).is_file()
     assert (tmp_path/'p3'/'predictions.csv').read_text() != (tmp_path/'p1'/'predictions.csv').read_text()  # scored by the new model

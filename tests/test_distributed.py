@@ -17,7 +17,7 @@ def rows(out: Path) -> list[dict]: return list(csv.DictReader(open(out/'predicti
 @pytest.fixture(scope='module')
 def onnx_model(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp('ray')
-    run('fit', '--size', '64', '--out', d/'model')
+    run('fit', '--method', 'knn', '--size', '64', '--out', d/'model')
     run('export', '--model', d/'model', '--out', d/'model.onnx')
     return d/'model.onnx'
 
@@ -79,7 +79,7 @@ def test_bench_fits_categories_as_ray_tasks_one_broken(tmp_path):
     shutil.copytree(sample_path()/'bottle', root/'cracked')
     first = sorted((root/'cracked'/'train'/'good').iterdir())[0]
     first.write_bytes(first.read_bytes()[:200])  # the header is readable, the pixels are not
-    r = run('bench', '--engine', 'ray', '--data', root, '--category', 'bottle,cracked', '--size', '64', '--heatmaps', '1',
+    r = run('bench', '--method', 'knn', '--engine', 'ray', '--data', root, '--category', 'bottle,cracked', '--size', '64', '--heatmaps', '1',
             '--out', tmp_path/'b', code=1)
     assert 'cracked: error:' in r.stderr and str(first.name) in r.stderr  # found by the checks before any fit and 'Traceback' not in r.stderr, r.stderr
     assert '1 of 2 categories failed (cracked' in r.stderr
@@ -101,7 +101,7 @@ def test_a_fit_that_fails_in_its_ray_task_fails_alone(tmp_path):
     for cat in ('bottle', 'cracked'): shutil.copytree(sample_path()/'bottle', root/cat)
     first = sorted((root/'cracked'/'train'/'good').iterdir())[0]
     first.write_bytes(first.read_bytes()[:200])
-    args = build_parser().parse_args(['bench', '--size', '64', '--heatmaps', '0', '--out', str(tmp_path/'b')])
+    args = build_parser().parse_args(['bench', '--method', 'knn', '--size', '64', '--heatmaps', '0', '--out', str(tmp_path/'b')])
     jobs = [(args, load_dataset(root, cat), tmp_path/'b') for cat in ('cracked', 'bottle')]
     got = {i: (r, e) for i, r, e in run_tasks(bench_category, jobs, num_cpus=1)}
     assert got[0][0] is None and first.name in str(got[0][1])

@@ -212,17 +212,17 @@ def read_only(tmp_path):
         with mounted(tmp_path/'ro', 'ro,size=64k') as d: yield d
 
 def test_fit_into_a_read_only_folder_fails_before_the_fit(read_only):
-    code, out, err = cli('fit', '--out', read_only/'m')
+    code, out, err = cli('fit', '--method', 'knn', '--out', read_only/'m')
     assert (code, out) == (2, '') and err == (f'anomaly-fastai fit: error: {read_only/"m"} (--out): cannot save a model here: {read_only} is '
                                               'read-only or not writable by this user; expected a folder it can write to\n')
 
 def test_bench_save_models_read_only_fails_before_any_fit(read_only, tmp_path):
-    code, out, err = cli('bench', '--out', tmp_path/'b', '--save-models', read_only, '--quiet')
+    code, out, err = cli('bench', '--method', 'knn', '--out', tmp_path/'b', '--save-models', read_only, '--quiet')
     assert code == 2 and f'{read_only/"bottle"} (--save-models): cannot save a model here' in err and not (tmp_path/'b').exists()
 
 def test_fit_under_a_file_fails_before_the_fit(tmp_path):
     (tmp_path/'f').write_text('x')
-    code, out, err = cli('fit', '--out', tmp_path/'f'/'m')
+    code, out, err = cli('fit', '--method', 'knn', '--out', tmp_path/'f'/'m')
     assert (code, out) == (2, '') and f'{tmp_path/"f"/"m"} (--out): cannot create it: {tmp_path/"f"} is a file; expected a folder' in err
 
 # --- the fingerprint guards the threshold and the preprocessing; `threshold` changes it
