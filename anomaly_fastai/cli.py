@@ -6,7 +6,7 @@
 from __future__ import annotations
 import argparse, contextlib, functools, inspect, io, math, re, shutil, sys, textwrap, warnings
 from pathlib import Path
-from .runtime import DEFAULT_METHOD, GEOMETRIES, PREDICT_OUTPUTS, SCORE_BS, PartlyFailed, check_out, out_lock, prepare_out  # torch-free, so --help answers at once
+from .runtime import DEFAULT_METHOD, DEFAULT_SIZE, GEOMETRIES, PREDICT_OUTPUTS, SCORE_BS, PartlyFailed, check_out, out_lock, prepare_out  # torch-free, so --help answers at once
 
 # %% auto #0
 __all__ = ['OUTPUT_NAMES', 'COMMANDS', 'USER_ERRORS', 'options_of', 'build_parser', 'method_options', 'result_row', 'cmd_fit',
@@ -121,7 +121,8 @@ def _fit_args(p):
     p.add_argument('--method', default=DEFAULT_METHOD, help=f'anomaly detection method (default: {DEFAULT_METHOD})')
     p.add_argument('--backbone', default='mobilenet_v2', help='feature backbone (default: mobilenet_v2); twin:MODEL_DIR: the body fine-tuned by a saved twin model (fit --method twin), for any other method')
     p.add_argument('--geometry', default='fit', choices=GEOMETRIES, help='fit: whole image, aspect ratio kept (default); squash: whole image to a square; crop: short side to SIZE, centre CROP (published protocol)')
-    p.add_argument('--size', type=_size, help='input short side (fit), side (squash) or short side before cropping (crop); default 256, or the images\' own with --tile; '
+    p.add_argument('--size', type=_size, help='input short side (fit), side (squash) or short side before cropping (crop); default '
+                   + (f'{DEFAULT_SIZE} with --geometry fit, else 256' if DEFAULT_SIZE != 256 else '256') + ', or the images\' own with --tile; '
                    'auto: the whole image, or tiles when the images are over 4x the default size (`tiling.resolution_plan`)')
     p.add_argument('--crop', type=_number(int, 1), help='centre-crop side, with --geometry crop only (default 224)')
     p.add_argument('--tile', type=_number(int, 32), help='score TILE x TILE tiles of the whole image (at its own resolution, or --size) with any method; maps stitched, image score = max over tiles')
@@ -314,11 +315,16 @@ def _option_error(e: ValueError, given: dict) -> ValueError:
              or [d for d, v in given.items() if isinstance(v, str) and repr(v) in msg])
     return ValueError(f'argument {", ".join("--" + d.replace("_", "-") for d in named)}: {msg}') if named else e
 
+def _size_of(args):
+    "The --size in effect: as given; else `DEFAULT_SIZE` with --geometry fit and no --tile; else None (the geometry's own default)."
+    if args.size is not None: return args.size
+    return DEFAULT_SIZE if args.geometry == 'fit' and args.tile is None else None
+
 def _layout(args, ds=None, say=None) -> tuple:
     """(size, tile) of the model input: as given, or as `tiling.resolution_plan` chooses from `ds`'s training images with
     --size auto (without `ds`: the default size), its reason told to `say`."""
     from anomaly_fastai.tiling import resolution_plan
-    if args.size != 'auto': return args.size, args.tile
+    if (size := _size_of(args)) != 'auto': return size, args.tile
     if args.geometry != 'fit': raise ValueError(f'--size auto chooses the whole image or tiles: use it with --geometry fit (got --geometry {args.geometry})')
     if ds is None: return None, None
     plan = resolution_plan(ds, tile=args.tile or 256)
@@ -375,7 +381,7 @@ def cmd_fit(args):
     out = check_model_dir(args.out, args.force, '--out')  # before the fit: a folder it could not be saved in fails now
     det = _make_detector(args)
     ds = _with_defects(args, _dataset(args.data, args.category, need_test=args.defects is not None or args.unseen_types is not None))
-    if args.size == 'auto': det = _make_detector(args, ds, lambda line: _say(args, line))
+    if _size_of(args) == 'auto': det = _make_detector(args, ds, lambda line: _say(args, line))  # laid out for these images
     val = _dataset(args.val, args.category, '--val', need_test=True) if args.val else None
     if val is not None and len({s.label for s in val.test}) < 2:
         raise ValueError(f'{args.val} (--val): expected good and anomalous test images to set the threshold on, found only '

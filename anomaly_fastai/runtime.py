@@ -11,13 +11,13 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'GEOMETRIES', 'MIN_SIDE', 'MAX_PIXELS', 'FLOAT_WHITES', 'META_KEY', 'DEFAULT_METHOD', 'SCORE_BS',
-           'NORM_OUTPUT', 'META_KEYS', 'CACHE_FILE', 'SKIP_FOLDERS', 'LIST_EXTS', 'LOCK_FILE', 'PREDICT_COLUMNS',
-           'RUN_FILE', 'PARQUET_FILE', 'PREDICT_OUTPUTS', 'BLOCKED', 'BLOCKING_PRELUDE', 'ImageError', 'ModelError',
-           'memory_image', 'open_image', 'resize_bilinear', 'Geometry', 'eval_size', 'file_sha256', 'Engine', 'Session',
-           'load', 'model_id', 'cached_session', 'listed_paths', 'input_images', 'save_heatmap', 'output_name',
-           'OutputLocked', 'lock_holder', 'out_lock', 'PartlyFailed', 'run_summary', 'build_parser', 'check_out',
-           'prepare_out', 'scored_rows', 'predict_files', 'main']
+__all__ = ['IMAGE_EXTS', 'GEOMETRIES', 'MIN_SIDE', 'MAX_PIXELS', 'FLOAT_WHITES', 'META_KEY', 'DEFAULT_METHOD', 'DEFAULT_SIZE',
+           'SCORE_BS', 'NORM_OUTPUT', 'META_KEYS', 'CACHE_FILE', 'SKIP_FOLDERS', 'LIST_EXTS', 'LOCK_FILE',
+           'PREDICT_COLUMNS', 'RUN_FILE', 'PARQUET_FILE', 'PREDICT_OUTPUTS', 'BLOCKED', 'BLOCKING_PRELUDE',
+           'ImageError', 'ModelError', 'memory_image', 'open_image', 'resize_bilinear', 'Geometry', 'eval_size',
+           'file_sha256', 'Engine', 'Session', 'load', 'model_id', 'cached_session', 'listed_paths', 'input_images',
+           'save_heatmap', 'output_name', 'OutputLocked', 'lock_holder', 'out_lock', 'PartlyFailed', 'run_summary',
+           'build_parser', 'check_out', 'prepare_out', 'scored_rows', 'predict_files', 'main']
 
 # %% ../nbs/13_runtime.ipynb #5df2e767
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
@@ -199,6 +199,7 @@ def eval_size(size: tuple[int, int], max_side) -> tuple[int, int]:
 # %% ../nbs/13_runtime.ipynb #9efe6866
 META_KEY = 'anomaly_fastai'
 DEFAULT_METHOD = 'knn'  # what fit and bench use when no --method is given, chosen by the rule of bench/resolution.py
+DEFAULT_SIZE = 256  # fit's and bench's --size with --geometry fit and no --tile when none is given ('auto': `tiling.resolution_plan`), by the same rule
 SCORE_BS = 8  # images per scoring batch: on a 2-core CPU, ONNX Runtime scores PatchCore at 8 1.6x faster than at 32 in a quarter of the memory (knn: as fast, a third of the memory)
 
 def _check_bs(bs) -> int:
