@@ -212,9 +212,9 @@ def method_options() -> dict:
     return {name: options_of(cls, common) for name, cls in _methods().items() if not issubclass(cls, TiledDetector)}
 
 def _expanded(method: str) -> tuple[str, dict]:
-    "`--method` as (method, the options it implies): 'patchcore+padim' is fusion's spelling (`fusion.expand_method`)."
-    if '+' not in method: return method, {}  # the fusion module (and torch) only when needed: `--help` needs neither
-    from anomaly_fastai.fusion import expand_method
+    "`--method` as (method, the options it implies): 'patchcore+padim' is fusion's spelling (`detector.expand_method`)."
+    if '+' not in method: return method, {}  # the registry (and torch) only when needed
+    from anomaly_fastai.detector import expand_method
     return expand_method(method)
 
 def _chosen(argv) -> str | None:
@@ -242,7 +242,7 @@ def _method_args(p, chosen: str | None):
         default = inspect.signature(cls).parameters[dest].default
         p.set_defaults(**{dest: default}); actions[dest].help += f' (default {_show(default)})'
     opts, classes, default = method_options(), _methods(), p.get_default('method')
-    shown = chosen or default
+    shown = chosen or _expanded(default)[0]
     actions['method'].help = f'anomaly detection method, one of: {", ".join(opts)} (default {default}); --method NAME --help shows NAME\'s options'
     p.formatter_class = argparse.RawDescriptionHelpFormatter  # the lists below keep their lines
     if shown in opts:

@@ -19,7 +19,7 @@ from .metrics import MinMax
 
 # %% auto #0
 __all__ = ['DETECTORS', 'GOOD_SCORES', 'default_device', 'register', 'all_methods', 'ThresholdWarning', 'frr_rule', 'Normalise',
-           'check_batch', 'as_dataset', 'Detector', 'gaussian_blur']
+           'check_batch', 'as_dataset', 'Detector', 'expand_method', 'gaussian_blur']
 
 # %% ../nbs/07_detector.ipynb #59483e79
 def default_device() -> torch.device:
@@ -262,6 +262,12 @@ class Detector:
     def __repr__(self):
         state = 'fitted' if self.threshold is not None else 'not fitted'
         return f'{type(self).__name__}(backbone={self.backbone_name!r}, {self.pre}, params={self.params}, {state})'
+
+# %% ../nbs/07_detector.ipynb #95cc89a6
+def expand_method(method: str) -> tuple[str, dict]:
+    "A method as spelled on the command line, as (registered method, the parameters it implies): 'patchcore+padim' is ('fusion', {'members': 'patchcore,padim'}); any other name is itself, with none."
+    if '+' not in method: return method, {}
+    return 'fusion', dict(members=','.join(m.strip() for m in method.split('+')))  # FusionDetector.method
 
 # %% ../nbs/07_detector.ipynb #436e32e7
 def gaussian_blur(maps: torch.Tensor, sigma: float = 4.) -> torch.Tensor:

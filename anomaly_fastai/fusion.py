@@ -14,7 +14,7 @@ from .tiling import TiledDetector
 from .patch import PaDiMDetector, PatchCoreDetector
 
 # %% auto #0
-__all__ = ['COMBINE', 'FusionScoring', 'member_methods', 'FusionDetector', 'expand_method']
+__all__ = ['COMBINE', 'FusionScoring', 'member_methods', 'FusionDetector']
 
 # %% ../nbs/24_fusion.ipynb #b646fec6
 class FusionScoring(nn.Module):
@@ -153,9 +153,3 @@ class FusionDetector(Detector):
         for n, m in self.members.items(): m._load_state(st['members'][n])
         self.score_stats, self.map_stats, self.kept = st['score_stats'].float(), st['map_stats'].float(), st['kept'].long()
         self.map_range = tuple(st['map_range'].tolist())
-
-# %% ../nbs/24_fusion.ipynb #95cc89a6
-def expand_method(method: str) -> tuple[str, dict]:
-    "A `--method` value as (method, the parameters it implies): 'patchcore+padim' spells ('fusion', {'members': 'patchcore,padim'}); any other value is itself, with none."
-    if '+' not in method: return method, {}
-    return FusionDetector.method, dict(members=','.join(m.strip() for m in method.split('+')))

@@ -198,8 +198,9 @@ def eval_size(size: tuple[int, int], max_side) -> tuple[int, int]:
 
 # %% ../nbs/13_runtime.ipynb #9efe6866
 META_KEY = 'anomaly_fastai'
-DEFAULT_METHOD = 'knn'  # what fit and bench use when no --method is given, chosen by the rule of bench/resolution.py
-DEFAULT_SIZE = 256  # fit's and bench's --size with --geometry fit and no --tile when none is given ('auto': `tiling.resolution_plan`), by the same rule
+# what fit and bench use when no --method and no --size are given (--size: with --geometry fit and no --tile; 'auto':
+# `tiling.resolution_plan`), chosen by the rule of bench/resolution.py (bench/results/resolution.md); knn is the fast baseline
+DEFAULT_METHOD, DEFAULT_SIZE = 'patchcore+padim', 'auto'
 SCORE_BS = 8  # images per scoring batch: on a 2-core CPU, ONNX Runtime scores PatchCore at 8 1.6x faster than at 32 in a quarter of the memory (knn: as fast, a third of the memory)
 
 def _check_bs(bs) -> int:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from PIL import Image
 from .data import AnomalyDataset, Preprocess, Sample, image_size
-from .detector import DETECTORS, Detector, all_methods, register
+from .detector import DETECTORS, Detector, all_methods, expand_method, register
 from .runtime import DEFAULT_METHOD
 
 # %% auto #0
@@ -87,15 +87,16 @@ class TiledDetector(Detector):
     def __init__(self,
                  backbone='mobilenet_v2',  # feature backbone of the inner method
                  pre=None,  # geometry of the whole image (default: the training images' own resolution, `Preprocess(None)`)
-                 inner: str = DEFAULT_METHOD,  # the method fitted and scored on the tiles, by name
+                 inner: str = DEFAULT_METHOD,  # the method fitted and scored on the tiles, by name ('a+b': their fusion)
                  tile: int = 256,  # side of the square tiles in pixels of the laid-out image (a multiple of 32)
                  overlap: float = 0.25,  # least overlap of neighbouring tiles, a share of the tile
                  inner_params: dict | None = None,  # the inner method's own parameters
                  **kw):  # `Detector`'s options: pretrained, seed, frr, device
+        inner, implied = expand_method(inner)
         if inner not in all_methods() or inner == self.method: raise ValueError(f'inner method must be one of {sorted(set(DETECTORS) - {self.method})}, not {inner!r}')
         if tile < 32 or tile % 32: raise ValueError(f'tile must be a multiple of 32 pixels, got {tile}')
         if not 0 <= overlap < 1: raise ValueError(f'overlap must be in [0, 1), got {overlap}')
-        inner_params = dict(inner_params or {})
+        inner_params = implied | dict(inner_params or {})
         super().__init__(backbone, pre or Preprocess(None), inner=inner, tile=tile, overlap=overlap, inner_params=inner_params, **kw)
         self.tile, self.overlap = tile, overlap
         self.inner = DETECTORS[inner](backbone, Preprocess(tile, mode='squash'), pretrained=self.pretrained, seed=self.seed,
@@ -149,7 +150,9 @@ class ResolutionPlan:
     def detector(self, method: str = DEFAULT_METHOD, backbone='mobilenet_v2', overlap: float = 0.25, **kw) -> Detector:
         "A detector of `method` laid out as planned; `kw`: the method's own parameters and `Detector`'s (pretrained, seed, frr, device)."
         own = {k: kw.pop(k) for k in list(kw) if k not in ('pretrained', 'seed', 'frr', 'device')}
-        if self.tile is None: return all_methods()[method](backbone, Preprocess(self.size), **own, **kw)
+        if self.tile is None:
+            method, implied = expand_method(method)
+            return all_methods()[method](backbone, Preprocess(self.size), **implied, **own, **kw)
         return TiledDetector(backbone, Preprocess(self.size), inner=method, tile=self.tile, overlap=overlap, inner_params=own, **kw)
 
 def resolution_plan(images, tile: int = 256, max_downscale: float = 4., pixel_budget: float = 4e6) -> ResolutionPlan:
